@@ -1,0 +1,22 @@
+# Two commands do all the set-up: `make run` serves the app, `make test` runs the suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test venv
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+.env: | $(VENV)/.installed
+	$(BIN)/flask --app app voice init-env
+
+run: venv .env
+	$(BIN)/gunicorn -c gunicorn.conf.py "app:create_app()"
+
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)

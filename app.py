@@ -1,0 +1,58 @@
+"""The application factory: settings, logging, the voice blueprint and its error handlers."""
+
+import logging
+import os
+import time
+
+from dotenv import load_dotenv
+from flask import Flask, g, request
+
+from voice import bp as voice_bp
+from voice import client, errors, settings
+from voice.cli import voice_cli
+
+access_log = logging.getLogger("voice.access")
+
+
+def create_app(config=None):
+    """Build the app from `config`, or from the environment and .env when none is given."""
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_mapping(settings.DEFAULTS)
+    if config is None:
+        load_dotenv(os.path.join(os.getcwd(), ".env"))
+        app.config.from_mapping(settings.from_environ(os.environ))
+    else:
+        app.config.from_mapping(config)
+    app.json.sort_keys = False
+
+    _configure_logging(app)
+    client.init_app(app)
+    errors.register(app)
+    app.register_blueprint(voice_bp)
+    app.cli.add_command(voice_cli)
+    app.before_request(_start_timer)
+    app.after_request(_log_request)
+    return app
+
+
+def _configure_logging(app):
+    """Send the service's logs to stderr, one line each, unless something else already handles them."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("voice").setLevel(app.config["LOG_LEVEL"].upper())
+
+
+def _start_timer():
+    g.started = time.perf_counter()
+
+
+def _log_request(response):
+    """One line per request: what was asked, how it ended, for which call. Never the query string."""
+    elapsed = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+    access_log.info(
+        "%s %s %s %.1fms session=%s %s",
+        request.method, request.path, response.status_code, elapsed,
+        g.get("session_id", "-"), g.get("log_detail", ""),
+    )
+    return response

@@ -1,0 +1,214 @@
+"""What AT posts to /voice/instruct and /voice/events, read into one bounded, typed shape.
+
+AT's real callbacks carry `callSessionState`, `status`, `isActive` and `hangupCause`; the
+spec's course write-up uses `eventType` (`SessionStarted`...). Both are accepted and folded
+into one call state.
+"""
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+
+# The spec's eventType values, as the callSessionState AT really sends.
+EVENT_TYPE_STATES = {
+    "SessionStarted": "Started",
+    "SessionRinging": "Ringing",
+    "SessionAnswered": "Answered",
+    "SessionEnded": "Completed",
+    "SessionFailed": "Failed",
+    "SessionTransferred": "Transferred",
+    "SessionQueued": "Queued",
+}
+
+# How far along a call each state is; a call never moves to a lower rank.
+STATE_RANKS = {
+    "Queued": 0,
+    "Started": 1,
+    "Ringing": 2,
+    "Answered": 3,
+    "Active": 3,
+    "Transferred": 4,
+    "TransferCompleted": 5,
+    "Completed": 9,
+    "NotAnswered": 9,
+    "Failed": 9,
+}
+FINAL_STATES = {name for name, rank in STATE_RANKS.items() if rank == 9}
+
+MAX_TEXT = 255
+MAX_URL = 2048
+_SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_.:\-]+$")
+
+
+class Malformed(ValueError):
+    """A notification that cannot be tied to a call."""
+
+
+@dataclass
+class Notification:
+    """One AT notification, with every value checked and bounded; `problems` lists what was dropped."""
+
+    session_id: str
+    is_active: bool
+    state: str | None = None
+    direction: str | None = None
+    caller: str | None = None
+    destination: str | None = None
+    digits: str | None = None
+    recording_url: str | None = None
+    duration: int | None = None
+    amount: Decimal | None = None
+    currency: str | None = None
+    hangup_cause: str | None = None
+    status: str | None = None
+    started_at: datetime | None = None
+    problems: list = field(default_factory=list)
+
+    @property
+    def is_final(self):
+        """True for the end-of-call notification that carries the call's final figures."""
+        return not self.is_active or self.state in FINAL_STATES
+
+
+def parse(form):
+    """Read an AT notification from form fields; raise Malformed without a usable sessionId."""
+    session_id = (form.get("sessionId") or "").strip()
+    if not session_id:
+        raise Malformed("sessionId is required")
+    if len(session_id) > 128 or not _SAFE_TOKEN.match(session_id):
+        raise Malformed("sessionId is not a valid AT session id")
+    problems = []
+    is_active = (form.get("isActive") or "1").strip() != "0"
+    note = Notification(session_id=session_id, is_active=is_active, problems=problems)
+    note.direction = _direction(form.get("direction"), problems)
+    note.caller = _text(form, "callerNumber", 32, problems)
+    note.destination = _text(form, "destinationNumber", 128, problems)
+    note.digits = _digits(form.get("dtmfDigits"), problems)
+    note.recording_url = _url(form.get("recordingUrl"), problems)
+    note.duration = _integer(form, "durationInSeconds", problems)
+    note.amount = _amount(form.get("amount"), problems)
+    note.currency = _currency(form.get("currencyCode"), problems)
+    note.hangup_cause = _token(form, "hangupCause", problems)
+    note.status = _token(form, "status", problems)
+    note.started_at = _timestamp(form.get("callStartTime"), problems)
+    note.state = _state(form, note, problems)
+    return note
+
+
+def _state(form, note, problems):
+    """The call state this notification reports, from callSessionState, eventType or isActive."""
+    state = _token(form, "callSessionState", problems)
+    event_type = _token(form, "eventType", problems)
+    if state is None and event_type is not None:
+        state = EVENT_TYPE_STATES.get(event_type, event_type)
+    if state is None and not note.is_active:
+        state = "NotAnswered" if note.status == "NotAnswered" else "Completed"
+    return state
+
+
+def _blank(value):
+    return value is None or value.strip() in ("", "None")
+
+
+def _text(form, name, limit, problems):
+    value = form.get(name)
+    if _blank(value):
+        return None
+    value = value.strip()
+    if len(value) > limit:
+        problems.append(f"{name} longer than {limit}")
+        return None
+    return value
+
+
+def _token(form, name, problems):
+    value = _text(form, name, 64, problems)
+    if value is not None and not _SAFE_TOKEN.match(value):
+        problems.append(f"{name} is not a plain word")
+        return None
+    return value
+
+
+def _direction(value, problems):
+    if _blank(value):
+        return None
+    value = value.strip().capitalize()
+    if value not in ("Inbound", "Outbound"):
+        problems.append("direction is neither Inbound nor Outbound")
+        return None
+    return value
+
+
+def _digits(value, problems):
+    if value is None:
+        return None
+    value = value.strip()
+    if len(value) > 64 or not all(ch in "0123456789*#" for ch in value):
+        problems.append("dtmfDigits holds something other than keypad keys")
+        return None
+    return value
+
+
+def _url(value, problems):
+    if _blank(value):
+        return None
+    value = value.strip()
+    if len(value) > MAX_URL or not value.startswith(("http://", "https://")):
+        problems.append("recordingUrl is not an http(s) URL")
+        return None
+    return value
+
+
+def _integer(form, name, problems):
+    value = form.get(name)
+    if _blank(value):
+        return None
+    try:
+        number = int(Decimal(value.strip()))
+    except (InvalidOperation, ValueError, OverflowError):
+        problems.append(f"{name} is not a number")
+        return None
+    if not 0 <= number <= 10 * 24 * 3600:
+        problems.append(f"{name} is out of range")
+        return None
+    return number
+
+
+def _amount(value, problems):
+    if _blank(value):
+        return None
+    try:
+        amount = Decimal(value.strip())
+    except InvalidOperation:
+        problems.append("amount is not a number")
+        return None
+    if not amount.is_finite() or not Decimal(0) <= amount < Decimal(10) ** 9:
+        problems.append("amount is out of range")
+        return None
+    return amount.quantize(Decimal("0.0001"))
+
+
+def _currency(value, problems):
+    if _blank(value):
+        return None
+    value = value.strip().upper()
+    if len(value) != 3 or not value.isalpha() or not value.isascii():
+        problems.append("currencyCode is not a 3-letter code")
+        return None
+    return value
+
+
+def _timestamp(value, problems):
+    """AT's `YYYY-MM-DD HH:MM:SS` (UTC assumed), ISO 8601, or its literal `None`."""
+    if _blank(value):
+        return None
+    text = value.strip().replace("+", " ", 1) if re.match(r"^\d{4}-\d\d-\d\d\+", value.strip()) else value.strip()
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        problems.append("callStartTime is not a timestamp")
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)

@@ -1,0 +1,110 @@
+"""Errors as our clients see them: JSON `{"error", "message"}` on JSON routes, apology XML on XML routes."""
+
+import logging
+
+from flask import current_app, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from voice.client import ATError, Busy, NotConfigured
+from voice.phone import InvalidPhone
+
+log = logging.getLogger(__name__)
+
+
+class APIError(Exception):
+    """A client mistake or refusal with its status, machine code and a message saying what to fix."""
+
+    def __init__(self, status, code, message, headers=None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def json_error(status, code, message, headers=None, **extra):
+    """A JSON error response."""
+    response = jsonify(error=code, message=message, **extra)
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+def apology():
+    """The XML that ends a call politely when its flow cannot go on."""
+    return xml_response(render_template("voice/apology.xml"))
+
+
+def xml_response(body, status=200):
+    """Call-flow XML as AT's samples serve it: text/plain."""
+    return current_app.response_class(body, status=status, mimetype="text/plain")
+
+
+def xml_route(view):
+    """Mark a view whose every answer, error or not, must be call-flow XML."""
+    view.answers_xml = True
+    return view
+
+
+def is_xml_route():
+    """True when the current request is served by a view marked with xml_route."""
+    view = current_app.view_functions.get(request.endpoint)
+    return getattr(view, "answers_xml", False)
+
+
+# Refusals of the requester itself stay refusals on XML routes: there is no caller to apologise to.
+REFUSALS = (401, 403, 405)
+
+
+def _handle_http(exc):
+    if is_xml_route() and exc.code not in REFUSALS:
+        log.warning("instruct request refused (%s); answered with the apology", exc.code)
+        return apology()
+    code = (exc.name or "error").lower().replace(" ", "_")
+    return json_error(exc.code, code, exc.description or exc.name, headers=_extra_headers(exc))
+
+
+def _extra_headers(exc):
+    """Headers an HTTPException carries besides its content type (Allow, Retry-After...)."""
+    return {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+
+
+def _handle_api_error(exc):
+    if is_xml_route() and exc.status not in REFUSALS:
+        return apology()
+    return json_error(exc.status, exc.code, exc.message, headers=exc.headers)
+
+
+def _handle_unexpected(exc):
+    log.exception("unexpected error on %s %s", request.method, request.path)
+    if is_xml_route():
+        return apology()
+    return json_error(500, "internal_error", "The service failed to handle this request; it has been logged.")
+
+
+def register(app):
+    """Install the error handlers that keep every answer JSON (or XML on XML routes)."""
+    app.register_error_handler(HTTPException, _handle_http)
+    app.register_error_handler(APIError, _handle_api_error)
+    app.register_error_handler(
+        InvalidPhone, lambda exc: json_error(400, "invalid_phone", str(exc))
+    )
+    app.register_error_handler(
+        NotConfigured,
+        lambda exc: json_error(
+            503, "not_configured",
+            "Dial-out is disabled until these settings are set: " + ", ".join(exc.missing),
+        ),
+    )
+    app.register_error_handler(
+        Busy,
+        lambda exc: json_error(
+            503, "busy", "Too many calls are being placed at once; try again in a few seconds.",
+            headers={"Retry-After": "5"},
+        ),
+    )
+    app.register_error_handler(
+        ATError,
+        lambda exc: json_error(500, exc.code, exc.message, atStatus=exc.at_status, response=exc.response),
+    )
+    app.register_error_handler(Exception, _handle_unexpected)

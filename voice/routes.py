@@ -1,0 +1,112 @@
+"""The views: read the request, hand it to the module that knows, render the answer."""
+
+import logging
+
+from flask import current_app, g, render_template, request, url_for
+
+from voice import bp, callbacks
+from voice.auth import require_api_key, require_webhook_token
+from voice.client import get_client
+from voice.errors import APIError, apology, xml_response, xml_route
+from voice.phone import mask, normalise
+
+log = logging.getLogger(__name__)
+
+MENU_CHOICES = {
+    "1": "Our office is open Monday to Friday, from 8 in the morning to 5 in the evening. Thank you for calling. Goodbye.",
+}
+
+
+@bp.get("/")
+def status():
+    """Say the service is up."""
+    return {"service": "voice", "status": "ready"}
+
+
+@bp.route("/invoke-call", methods=["GET", "POST"])
+@require_api_key
+def invoke_call():
+    """Dial the `phone` the client gives, from our AT number."""
+    phone = normalise(_client_field("phone"))
+    g.log_detail = "to=" + mask(phone)
+    answer = get_client().call(phone)
+    g.log_detail += " outcome=queued"
+    return {"message": f"Call initiated to {phone}", "response": answer}
+
+
+@bp.post("/instruct")
+@require_webhook_token
+@xml_route
+def instruct():
+    """Answer AT's voice callback with the next call-flow XML, or note the call's end."""
+    try:
+        note = callbacks.parse(request.form)
+    except callbacks.Malformed as exc:
+        log.warning("instruct request malformed: %s; answered with the apology", exc)
+        return apology()
+    _note_for_log(note)
+    if not note.is_active:
+        _log_final(note)
+        return xml_response("")
+    if "dtmfDigits" in request.form:
+        return _answer_choice((note.digits or "").rstrip("#"))
+    return _menu()
+
+
+@bp.post("/events")
+@require_webhook_token
+def events():
+    """Take one of AT's call event notifications."""
+    try:
+        note = callbacks.parse(request.form)
+    except callbacks.Malformed as exc:
+        raise APIError(400, "bad_event", str(exc)) from None
+    _note_for_log(note)
+    if note.is_final:
+        _log_final(note)
+    return current_app.response_class("OK", mimetype="text/plain")
+
+
+def _client_field(name):
+    """A field of a dial-out request, from the query string, a form or a JSON object."""
+    if request.is_json:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise APIError(400, "bad_json", "The body must be a JSON object, e.g. {\"phone\": \"254712345678\"}.")
+        value = body.get(name, request.args.get(name))
+        return None if value is None else str(value)
+    return request.values.get(name)
+
+
+def _menu(notice=None):
+    """The main menu, whose digits come back to /voice/instruct."""
+    token = current_app.config.get("VOICE_WEBHOOK_TOKEN") or None
+    callback_url = url_for("voice.instruct", token=token, _external=True)
+    return xml_response(render_template("voice/menu.xml", callback_url=callback_url, notice=notice))
+
+
+def _answer_choice(digits):
+    """Say what the caller's choice holds, or offer the menu again."""
+    g.log_detail += f" digits={len(digits)}"
+    if digits in MENU_CHOICES:
+        return xml_response(render_template("voice/say.xml", lines=[MENU_CHOICES[digits]]))
+    if digits == "2":
+        return _menu(notice="Here is the menu again.")
+    notice = f"Sorry, {digits} is not an option." if digits else "Sorry, we did not get your choice."
+    return _menu(notice=notice)
+
+
+def _note_for_log(note):
+    """Put the call's id and masked numbers on this request's log line."""
+    g.session_id = note.session_id
+    g.log_detail = f"state={note.state or '-'} caller={mask(note.caller)}"
+    if note.problems:
+        g.log_detail += " dropped=" + ";".join(note.problems)
+
+
+def _log_final(note):
+    """Log the final figures of a call."""
+    log.info(
+        "call %s ended: state=%s duration=%ss cost=%s %s hangup=%s",
+        note.session_id, note.state, note.duration, note.amount, note.currency or "", note.hangup_cause,
+    )

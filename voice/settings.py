@@ -1,0 +1,33 @@
+"""The service's settings: their names, defaults and how an environment string becomes a value."""
+
+DEFAULTS = {
+    "AT_USERNAME": "",
+    "AT_API_KEY": "",
+    "AT_VOICE_NUMBER": "",
+    "AT_VOICE_API_URL": "",
+    "AT_TIMEOUT_SECONDS": 8.0,
+    "VOICE_MAX_DIALOUTS_IN_FLIGHT": 4,
+    "VOICE_API_KEY": "",
+    "VOICE_WEBHOOK_TOKEN": "",
+    "LOG_LEVEL": "INFO",
+}
+
+_CONVERTERS = {
+    "AT_TIMEOUT_SECONDS": float,
+    "VOICE_MAX_DIALOUTS_IN_FLIGHT": int,
+}
+
+
+def from_environ(environ):
+    """Pick the known settings out of an environment mapping, converted to their types."""
+    settings = {}
+    for name, default in DEFAULTS.items():
+        raw = environ.get(name)
+        if raw is None or raw.strip() == "":
+            continue
+        convert = _CONVERTERS.get(name, str)
+        try:
+            settings[name] = convert(raw.strip())
+        except ValueError:
+            raise ValueError(f"setting {name}={raw!r} is not a valid {convert.__name__}") from None
+    return settings
