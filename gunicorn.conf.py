@@ -22,3 +22,6 @@ keepalive = 5
 errorlog = "-"
 # The app logs one line per request itself, without query strings (they carry the webhook token).
 accesslog = None
+# gunicorn 27's control socket lives at one path per user: two instances on a host (tests,
+# benchmarks, a second deployment) would fight over it, and nothing here uses it.
+control_socket_disable = True

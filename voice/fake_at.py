@@ -52,7 +52,7 @@ class FakeAT:
 
     def start(self):
         """Serve in a background thread; return self."""
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-at", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-at", daemon=True)
         self._thread.start()
         return self
 
