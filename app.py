@@ -8,7 +8,7 @@ from dotenv import load_dotenv
 from flask import Flask, g, request
 
 from voice import bp as voice_bp
-from voice import client, errors, settings
+from voice import client, db, errors, settings
 from voice.cli import voice_cli
 
 access_log = logging.getLogger("voice.access")
@@ -18,6 +18,7 @@ def create_app(config=None):
     """Build the app from `config`, or from the environment and .env when none is given."""
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(settings.DEFAULTS)
+    app.config["MIGRATIONS_DIR"] = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
     if config is None:
         load_dotenv(os.path.join(os.getcwd(), ".env"))
         app.config.from_mapping(settings.from_environ(os.environ))
@@ -27,6 +28,7 @@ def create_app(config=None):
 
     _configure_logging(app)
     client.init_app(app)
+    db.init_app(app)
     errors.register(app)
     app.register_blueprint(voice_bp)
     app.cli.add_command(voice_cli)

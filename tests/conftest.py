@@ -1,8 +1,13 @@
 """Shared fixtures: a simulated AT on 127.0.0.1, the app configured against it, its test client."""
 
+import os
+
 import pytest
+import sqlalchemy as sa
+from flask_migrate import upgrade
 
 from app import create_app
+from voice.db import db
 from voice.fake_at import FakeAT
 
 API_KEY = "test-key-0123456789"
@@ -18,8 +23,29 @@ def fake_at():
     server.stop()
 
 
+def postgres_url():
+    """The PostgreSQL database the store tests may use (.ci/run provides one), or skip/fail without it."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("TEST_DATABASE_URL is not set: CI must run the store tests against PostgreSQL")
+        pytest.skip("no PostgreSQL: set TEST_DATABASE_URL (as .ci/run does) to run this against it")
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as connection:
+        connection.execute(sa.text("DROP SCHEMA public CASCADE"))
+        connection.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
+    return url
+
+
 @pytest.fixture
-def config(fake_at, tmp_path):
+def database_url(tmp_path):
+    """A fresh SQLite file per test; store tests override this to run on PostgreSQL too."""
+    return f"sqlite:///{tmp_path / 'voice.sqlite3'}"
+
+
+@pytest.fixture
+def config(fake_at, tmp_path, database_url):
     """Settings for a test app talking to the fake AT; never the real environment."""
     return {
         "TESTING": True,
@@ -30,13 +56,32 @@ def config(fake_at, tmp_path):
         "AT_TIMEOUT_SECONDS": 1.0,
         "VOICE_API_KEY": API_KEY,
         "VOICE_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
+        "DATABASE_URL": database_url,
     }
 
 
 @pytest.fixture
-def app(config):
+def make_app(config):
+    """Build apps from the test settings with some changed, each database migrated to the latest schema."""
+    made = []
+
+    def make(**changes):
+        app = create_app(dict(config, **changes))
+        with app.app_context():
+            upgrade()
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
     """The app under test."""
-    return create_app(config)
+    return make_app()
 
 
 @pytest.fixture

@@ -25,8 +25,8 @@ def procfile_command(process="web"):
         name, _, command = line.partition(":")
         if name.strip() == process:
             args = shlex.split(command.strip())
-            if args[0] == "gunicorn":
-                args = [sys.executable, "-m", "gunicorn", *args[1:]]
+            if args[0] in ("gunicorn", "flask"):
+                args = [sys.executable, "-m", args[0], *args[1:]]
             return [str(ROOT / a) if a.endswith(".py") and (ROOT / a).exists() else a for a in args]
     raise AssertionError(f"no {process}: line in Procfile")
 
@@ -67,7 +67,9 @@ def served(tmp_path):
         "AT_TIMEOUT_SECONDS": "6",
         "VOICE_API_KEY": API_KEY,
         "VOICE_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'voice.sqlite3'}",
     }
+    subprocess.run(procfile_command("release"), cwd=tmp_path, env=env, check=True, capture_output=True)
     process = subprocess.Popen(procfile_command(), cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"

@@ -71,11 +71,8 @@ def test_invoke_call_with_missing_or_bad_phone_is_400(client, auth, fake_at, que
     assert fake_at.requests == []
 
 
-def test_invoke_call_without_at_credentials_is_503_naming_them(config):
-    from app import create_app
-
-    config = dict(config, AT_API_KEY="", AT_VOICE_NUMBER="")
-    response = create_app(config).test_client().get(
+def test_invoke_call_without_at_credentials_is_503_naming_them(make_app):
+    response = make_app(AT_API_KEY="", AT_VOICE_NUMBER="").test_client().get(
         "/voice/invoke-call?phone=254712345678", headers={"X-API-Key": API_KEY}
     )
     assert response.status_code == 503
@@ -84,10 +81,8 @@ def test_invoke_call_without_at_credentials_is_503_naming_them(config):
     assert "AT_USERNAME" not in response.json["message"]
 
 
-def test_invoke_call_without_a_server_key_is_refused(config):
-    from app import create_app
-
-    response = create_app(dict(config, VOICE_API_KEY="")).test_client().get(
+def test_invoke_call_without_a_server_key_is_refused(make_app):
+    response = make_app(VOICE_API_KEY="").test_client().get(
         "/voice/invoke-call?phone=254712345678", headers={"X-API-Key": ""}
     )
     assert response.status_code == 503

@@ -139,10 +139,8 @@ def test_webhooks_without_the_token_are_403(client, path, query):
     assert response.json["error"] == "forbidden"
 
 
-def test_webhooks_are_open_when_no_token_is_set(config):
-    from app import create_app
-
-    client = create_app(dict(config, VOICE_WEBHOOK_TOKEN="")).test_client()
+def test_webhooks_are_open_when_no_token_is_set(make_app):
+    client = make_app(VOICE_WEBHOOK_TOKEN="").test_client()
     root = xml_of(client.post("/voice/instruct", data=ANSWERED))
     assert "token" not in root.find("GetDigits").get("callbackUrl")
     assert client.post("/voice/events", data=ANSWERED).data == b"OK"

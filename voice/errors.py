@@ -6,6 +6,8 @@ from flask import current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from voice.client import ATError, Busy, NotConfigured
+from voice.db import StoreUnavailable
+from voice.history import BadFilter
 from voice.phone import InvalidPhone
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,13 @@ def _handle_api_error(exc):
     return json_error(exc.status, exc.code, exc.message, headers=exc.headers)
 
 
+def _handle_store_unavailable(exc):
+    log.error("database unavailable on %s %s: %s", request.method, request.path, exc)
+    return json_error(
+        503, "store_unavailable", "The call store is unavailable; retry shortly.", headers={"Retry-After": "5"}
+    )
+
+
 def _handle_unexpected(exc):
     log.exception("unexpected error on %s %s", request.method, request.path)
     if is_xml_route():
@@ -107,4 +116,6 @@ def register(app):
         ATError,
         lambda exc: json_error(500, exc.code, exc.message, atStatus=exc.at_status, response=exc.response),
     )
+    app.register_error_handler(BadFilter, lambda exc: json_error(400, "bad_filter", str(exc)))
+    app.register_error_handler(StoreUnavailable, _handle_store_unavailable)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -4,10 +4,11 @@ import logging
 
 from flask import current_app, g, render_template, request, url_for
 
-from voice import bp, callbacks
+from voice import bp, callbacks, history, records
 from voice.auth import require_api_key, require_webhook_token
 from voice.client import get_client
-from voice.errors import APIError, apology, xml_response, xml_route
+from voice.db import StoreUnavailable
+from voice.errors import APIError, apology, json_error, xml_response, xml_route
 from voice.phone import mask, normalise
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,15 @@ def invoke_call():
     """Dial the `phone` the client gives, from our AT number."""
     phone = normalise(_client_field("phone"))
     g.log_detail = "to=" + mask(phone)
-    answer = get_client().call(phone)
+    client = get_client()
+    answer = client.call(phone)
     g.log_detail += " outcome=queued"
+    try:
+        g.session_id = ",".join(records.record_dialout(answer, client.voice_number, g.api_key_label)) or "-"
+    except StoreUnavailable as exc:
+        # The call is placed: answering an error would invite a retry that dials twice. AT's
+        # callbacks still create the record when the store is back.
+        log.error("dial-out to %s placed but not recorded: %s", mask(phone), exc)
     return {"message": f"Call initiated to {phone}", "response": answer}
 
 
@@ -45,6 +53,15 @@ def instruct():
         log.warning("instruct request malformed: %s; answered with the apology", exc)
         return apology()
     _note_for_log(note)
+    try:
+        _record(note, "instruct")
+    except StoreUnavailable as exc:
+        log.error("instruct for %s not recorded: %s", note.session_id, exc)
+        if not note.is_active:
+            # No caller is listening; a 503 makes AT send the final figures again.
+            return json_error(503, "store_unavailable", "The call store is unavailable; retry shortly.",
+                              headers={"Retry-After": "5"})
+        # The caller still hears the flow; only the record of this step is missing.
     if not note.is_active:
         _log_final(note)
         return xml_response("")
@@ -62,9 +79,49 @@ def events():
     except callbacks.Malformed as exc:
         raise APIError(400, "bad_event", str(exc)) from None
     _note_for_log(note)
+    _record(note, "events")
     if note.is_final:
         _log_final(note)
     return current_app.response_class("OK", mimetype="text/plain")
+
+
+@bp.get("/calls")
+@require_api_key
+def list_calls():
+    """Calls, newest first, filtered by phone, direction, state and time; a page at a time."""
+    calls, following = history.list_calls(request.args)
+    return _private({"calls": calls, "next": following})
+
+
+@bp.get("/calls/stats")
+@require_api_key
+def call_stats():
+    """Counts, answer rate, durations and cost of the calls in a time window."""
+    return _private(history.stats(request.args))
+
+
+@bp.get("/calls/<session_id>")
+@require_api_key
+def call_detail(session_id):
+    """One call and its events in arrival order."""
+    found = history.call_with_events(session_id)
+    if found is None:
+        raise APIError(404, "not_found", f"No call with sessionId {session_id!r} is recorded.")
+    return _private(found)
+
+
+def _private(body):
+    """A JSON answer holding call data, which no cache may keep."""
+    response = current_app.json.response(body)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _record(note, source):
+    """Store the notification; a duplicate is noted on the log line."""
+    params = {key: value for key, value in request.args.items() if key != "token"}
+    if not records.record_notification(note, source, records.payload_of(request.form), params):
+        g.log_detail += " duplicate"
 
 
 def _client_field(name):

@@ -1,0 +1,110 @@
+"""The database: the SQLAlchemy extension, its engine settings, and failures turned into our own error.
+
+Default: a SQLite file in the instance folder (WAL, pooled connections, a bounded wait for locks).
+DATABASE_URL may name PostgreSQL instead; several app hosts can then share it.
+"""
+
+import logging
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "sqlite:///voice.sqlite3"
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the service's tables."""
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+
+
+class StoreUnavailable(Exception):
+    """The database could not be reached, or stayed locked past the bound."""
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp stored as naive UTC and read back as an aware UTC datetime, on every backend."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        return value.replace(tzinfo=timezone.utc) if value is not None else None
+
+
+def utcnow():
+    """The current time, aware, in UTC."""
+    return datetime.now(timezone.utc)
+
+
+def engine_options(url, timeout):
+    """Engine settings for `url` that bound every wait on the database by `timeout` seconds."""
+    backend = sa.engine.make_url(url).get_backend_name()
+    options = {"pool_pre_ping": True, "pool_timeout": timeout}
+    if backend == "sqlite":
+        options["connect_args"] = {"timeout": timeout}
+    elif backend == "postgresql":
+        millis = int(timeout * 1000)
+        options["connect_args"] = {
+            "connect_timeout": max(1, int(timeout)),
+            "options": f"-c lock_timeout={millis} -c statement_timeout={millis * 2}",
+        }
+        options["pool_size"] = 10
+    return options
+
+
+def _sqlite_pragmas(dbapi_connection, _record):
+    """WAL lets readers go on while one writer commits; foreign keys are off by default in SQLite."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def init_app(app):
+    """Bind the database and migrations to the app, from DATABASE_URL or the SQLite default."""
+    url = app.config.get("DATABASE_URL") or DEFAULT_URL
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]  # the scheme Heroku-style hosts hand out
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    app.config["SQLALCHEMY_DATABASE_URI"] = url
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(url, float(app.config["DATABASE_TIMEOUT_SECONDS"]))
+    db.init_app(app)
+    migrate.init_app(app, db, directory=app.config["MIGRATIONS_DIR"])
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            sa.event.listen(db.engine, "connect", _sqlite_pragmas)
+
+
+def commit():
+    """Commit the session, or roll it back and raise StoreUnavailable."""
+    try:
+        db.session.commit()
+    except sa.exc.SQLAlchemyError as exc:
+        db.session.rollback()
+        raise StoreUnavailable(str(exc).splitlines()[0]) from exc
+
+
+def guarded(work):
+    """Run `work()` in the session and commit; database failures become StoreUnavailable."""
+    try:
+        result = work()
+    except sa.exc.SQLAlchemyError as exc:
+        db.session.rollback()
+        raise StoreUnavailable(str(exc).splitlines()[0]) from exc
+    commit()
+    return result

@@ -1,0 +1,202 @@
+"""Call detail records: a call per AT sessionId and every notification about it, stored once.
+
+AT retries, reorders, and may deliver the same final notification to both webhook URLs, so:
+an event identical to one already stored (same form fields and callback parameters, on
+either URL) adds no row, a call's state never moves backwards, and final figures land on
+the call whichever URL brought them.
+"""
+
+import hashlib
+import json
+import logging
+from datetime import datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, mapped_column
+
+from voice.callbacks import FINAL_STATES, STATE_RANKS
+from voice.db import UTCDateTime, db, guarded, utcnow
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_STATE_RANK = 3
+MAX_RECORDINGS = 20
+
+
+class Call(db.Model):
+    """One call, as AT's sessionId names it."""
+
+    __tablename__ = "calls"
+    __table_args__ = (sa.UniqueConstraint("session_id", name="uq_calls_session_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[str] = mapped_column(sa.String(128))
+    direction: Mapped[str | None] = mapped_column(sa.String(16))
+    caller_number: Mapped[str | None] = mapped_column(sa.String(128), index=True)
+    destination_number: Mapped[str | None] = mapped_column(sa.String(128), index=True)
+    state: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    status: Mapped[str | None] = mapped_column(sa.String(64))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    duration_seconds: Mapped[int | None] = mapped_column(sa.Integer)
+    amount: Mapped[Decimal | None] = mapped_column(sa.Numeric(14, 4))
+    currency_code: Mapped[str | None] = mapped_column(sa.String(3))
+    hangup_cause: Mapped[str | None] = mapped_column(sa.String(64))
+    last_digits: Mapped[str | None] = mapped_column(sa.String(64))
+    recording_urls: Mapped[list | None] = mapped_column(sa.JSON)
+    requested_by: Mapped[str | None] = mapped_column(sa.String(64))
+    queue_status: Mapped[str | None] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Event(db.Model):
+    """One notification received about a call (or our dial-out answer), with its raw payload."""
+
+    __tablename__ = "events"
+    __table_args__ = (sa.UniqueConstraint("call_id", "fingerprint", name="uq_events_call_fingerprint"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(sa.ForeignKey("calls.id"))
+    source: Mapped[str] = mapped_column(sa.String(16))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    type: Mapped[str] = mapped_column(sa.String(64))
+    fingerprint: Mapped[str] = mapped_column(sa.String(64))
+    payload: Mapped[dict] = mapped_column(sa.JSON)
+    params: Mapped[dict | None] = mapped_column(sa.JSON)
+    problems: Mapped[list | None] = mapped_column(sa.JSON)
+
+
+def _insert(table):
+    """An INSERT for the session's backend that can skip rows that would break a unique rule."""
+    dialect = db.session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def _locked_call(session_id, **first_values):
+    """The call for `session_id`, created if new and locked for this transaction."""
+    # Insert first: a write at the start of the transaction takes SQLite's write lock at once
+    # (waiting up to the busy timeout), and on PostgreSQL two hosts racing on a new call agree.
+    db.session.execute(
+        _insert(Call.__table__)
+        .values(session_id=session_id, created_at=utcnow(), updated_at=utcnow(), **first_values)
+        .on_conflict_do_nothing(index_elements=["session_id"])
+    )
+    return db.session.execute(
+        sa.select(Call).where(Call.session_id == session_id).with_for_update()
+    ).scalar_one()
+
+
+def _add_event(call, source, kind, payload, params=None, problems=None, received_at=None):
+    """Store an event unless the same one is stored already; True when it was new."""
+    fingerprint = hashlib.sha256(
+        json.dumps([payload, params or {}], sort_keys=True, default=str).encode("utf-8")
+    ).hexdigest()
+    result = db.session.execute(
+        _insert(Event.__table__)
+        .values(
+            call_id=call.id, source=source, received_at=received_at or utcnow(), type=kind,
+            fingerprint=fingerprint, payload=payload, params=params or None, problems=problems or None,
+        )
+        .on_conflict_do_nothing(index_elements=["call_id", "fingerprint"])
+    )
+    return result.rowcount == 1
+
+
+def event_type(note):
+    """The normalised type of a notification: the final state, digits, a recording, or the state."""
+    if note.is_final:
+        return note.state or "Completed"
+    if note.digits is not None:
+        return "Digits"
+    if note.recording_url:
+        return "Recording"
+    return note.state or "Notification"
+
+
+def _rank(state):
+    return STATE_RANKS.get(state, UNKNOWN_STATE_RANK) if state else -1
+
+
+def _apply(call, note, received_at):
+    """Fold a notification into its call without moving the state backwards or erasing figures."""
+    if note.direction and not call.direction:
+        call.direction = note.direction
+    # AT names the phone user callerNumber and our AT number destinationNumber in both
+    # directions; a call record says who called whom.
+    direction = call.direction or note.direction
+    person, ours = note.caller, note.destination
+    caller, destination = (ours, person) if direction == "Outbound" else (person, ours)
+    call.caller_number = call.caller_number or caller
+    call.destination_number = call.destination_number or destination
+
+    current_rank = _rank(call.state)
+    new_rank = _rank(note.state)
+    if note.state and call.state not in FINAL_STATES and new_rank >= current_rank:
+        call.state = note.state
+    if note.state in ("Answered", "Active") and call.answered_at is None:
+        call.answered_at = received_at
+    if note.started_at is not None:
+        call.started_at = note.started_at
+    elif call.started_at is None:
+        call.started_at = received_at
+    if note.is_final and call.ended_at is None:
+        call.ended_at = received_at
+
+    for attribute, value in (
+        ("duration_seconds", note.duration), ("amount", note.amount), ("currency_code", note.currency),
+        ("hangup_cause", note.hangup_cause), ("status", note.status), ("last_digits", note.digits),
+    ):
+        if value is not None:
+            setattr(call, attribute, value)
+    if note.digits and call.answered_at is None:
+        call.answered_at = received_at
+    if note.recording_url and note.recording_url not in (call.recording_urls or []):
+        call.recording_urls = ((call.recording_urls or []) + [note.recording_url])[-MAX_RECORDINGS:]
+
+
+def record_notification(note, source, payload, params=None):
+    """Store an AT notification and fold it into its call; True if new, False if a duplicate.
+
+    Raises StoreUnavailable when the database fails; nothing is half-written then.
+    """
+
+    def work():
+        received_at = utcnow()
+        call = _locked_call(note.session_id)
+        if not _add_event(call, source, event_type(note), payload, params, note.problems, received_at):
+            return False
+        _apply(call, note, received_at)
+        return True
+
+    return guarded(work)
+
+
+def record_dialout(answer, caller_number, requested_by):
+    """Store the calls AT queued for a dial-out, one per entry with a sessionId; return their ids."""
+
+    def work():
+        stored = []
+        for entry in answer.get("entries") or []:
+            session_id = entry.get("sessionId")
+            if not session_id or session_id == "None":
+                continue
+            call = _locked_call(
+                session_id, direction="Outbound", caller_number=caller_number,
+                destination_number=entry.get("phoneNumber"), state="Queued", started_at=utcnow(),
+            )
+            call.requested_by = requested_by
+            call.queue_status = entry.get("status")
+            _add_event(call, "invoke-call", "Queued", entry)
+            stored.append(session_id)
+        return stored
+
+    return guarded(work)
+
+
+def payload_of(form):
+    """A request's form as a plain dict (repeated keys keep every value)."""
+    return {key: values[0] if len(values) == 1 else values for key, values in form.lists()}
