@@ -102,8 +102,10 @@ def _add_event(call, source, kind, payload, params=None, problems=None, received
             fingerprint=fingerprint, payload=payload, params=params or None, problems=problems or None,
         )
         .on_conflict_do_nothing(index_elements=["call_id", "fingerprint"])
+        .returning(Event.__table__.c.id)
     )
-    return result.rowcount == 1
+    # rowcount is not reliable for INSERT ... ON CONFLICT across drivers; RETURNING is.
+    return result.scalar_one_or_none() is not None
 
 
 def event_type(note):
