@@ -43,9 +43,9 @@ def wait_until_up(url, process, seconds=30):
         if process.poll() is not None:
             raise AssertionError("gunicorn exited early: " + process.stdout.read().decode(errors="replace"))
         try:
-            if requests.get(url, timeout=1).status_code == 200:
+            if requests.get(url, timeout=5).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:
             time.sleep(0.1)
     raise AssertionError("gunicorn did not come up")
 
