@@ -8,7 +8,7 @@ from dotenv import load_dotenv
 from flask import Flask, g, request
 
 from voice import bp as voice_bp
-from voice import client, db, errors, settings
+from voice import client, db, errors, ratelimit, security, settings
 from voice.cli import voice_cli
 
 access_log = logging.getLogger("voice.access")
@@ -27,8 +27,10 @@ def create_app(config=None):
     app.json.sort_keys = False
 
     _configure_logging(app)
+    security.init_app(app)
     client.init_app(app)
     db.init_app(app)
+    ratelimit.init_app(app)
     errors.register(app)
     app.register_blueprint(voice_bp)
     app.cli.add_command(voice_cli)

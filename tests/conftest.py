@@ -57,6 +57,7 @@ def config(fake_at, tmp_path, database_url):
         "VOICE_API_KEY": API_KEY,
         "VOICE_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
         "DATABASE_URL": database_url,
+        "RATELIMIT_STORAGE_URI": f"sqlite:///{tmp_path / 'ratelimits.sqlite3'}",
     }
 
 

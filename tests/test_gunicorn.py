@@ -68,6 +68,9 @@ def served(tmp_path):
         "VOICE_API_KEY": API_KEY,
         "VOICE_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'voice.sqlite3'}",
+        "RATELIMIT_STORAGE_URI": f"sqlite:///{tmp_path / 'ratelimits.sqlite3'}",
+        "VOICE_RATE_LIMIT_PER_KEY": "100 per minute",
+        "VOICE_RATE_LIMIT_PER_DESTINATION": "100 per hour",
     }
     subprocess.run(procfile_command("release"), cwd=tmp_path, env=env, check=True, capture_output=True)
     process = subprocess.Popen(procfile_command(), cwd=tmp_path, env=env,

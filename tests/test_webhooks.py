@@ -24,9 +24,9 @@ FINAL = dict(
 )
 
 
-def xml_of(response):
+def xml_of(response, status=200):
     """The parsed <Response> of an instruct answer, after checking how it is served."""
-    assert response.status_code == 200
+    assert response.status_code == status
     assert response.mimetype == "text/plain"
     root = ET.fromstring(response.data)
     assert root.tag == "Response"
@@ -120,14 +120,14 @@ def test_unanswered_outbound_call_sends_only_the_final_request(client):
 
 
 @pytest.mark.parametrize("form", [{}, {"sessionId": ""}, {"sessionId": "not a session id <x>"}])
-def test_malformed_instruct_gets_an_apology_that_ends_the_call(client, form):
-    root = xml_of(client.post(INSTRUCT, data=form))
+def test_malformed_instruct_gets_a_4xx_apology_that_ends_the_call(client, form):
+    root = xml_of(client.post(INSTRUCT, data=form), status=400)
     assert [child.tag for child in root] == ["Say"]
     assert "sorry" in root.find("Say").text.lower()
 
 
 def test_instruct_with_a_json_body_gets_the_apology_not_an_error_page(client):
-    root = xml_of(client.post(INSTRUCT, json={"sessionId": "ATVId_1"}))
+    root = xml_of(client.post(INSTRUCT, json={"sessionId": "ATVId_1"}), status=415)
     assert "sorry" in root.find("Say").text.lower()
 
 

@@ -41,8 +41,17 @@ MAX_URL = 2048
 _SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_.:\-]+$")
 
 
+MAX_FIELD = 2048
+MAX_FIELDS = 100
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
 class Malformed(ValueError):
-    """A notification that cannot be tied to a call."""
+    """A notification that cannot be taken; `status` is the 4xx to answer."""
+
+    def __init__(self, message, status=400):
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass
@@ -69,6 +78,21 @@ class Notification:
     def is_final(self):
         """True for the end-of-call notification that carries the call's final figures."""
         return not self.is_active or self.state in FINAL_STATES
+
+
+def parse_request(request):
+    """Read the notification a webhook request carries, after checking its shape."""
+    if request.content_length and request.mimetype not in FORM_TYPES:
+        raise Malformed(f"the body must be a form ({FORM_TYPES[0]}), not {request.mimetype or 'untyped'}", 415)
+    form = request.form
+    if len(form) > MAX_FIELDS:
+        raise Malformed(f"more than {MAX_FIELDS} fields")
+    for name, values in form.lists():
+        if len(values) > 1:
+            raise Malformed(f"{name[:40]} is given more than once")
+        if len(values[0]) > MAX_FIELD or len(name) > 100:
+            raise Malformed(f"{name[:40]} is longer than {MAX_FIELD} characters")
+    return parse(form)
 
 
 def parse(form):

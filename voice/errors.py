@@ -3,12 +3,13 @@
 import logging
 
 from flask import current_app, jsonify, render_template, request
+from limits.errors import StorageError
 from werkzeug.exceptions import HTTPException
 
 from voice.client import ATError, Busy, NotConfigured
 from voice.db import StoreUnavailable
 from voice.history import BadFilter
-from voice.phone import InvalidPhone
+from voice.phone import InvalidPhone, NotAllowed
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +33,9 @@ def json_error(status, code, message, headers=None, **extra):
     return response
 
 
-def apology():
+def apology(status=200):
     """The XML that ends a call politely when its flow cannot go on."""
-    return xml_response(render_template("voice/apology.xml"))
+    return xml_response(render_template("voice/apology.xml"), status)
 
 
 def xml_response(body, status=200):
@@ -55,13 +56,13 @@ def is_xml_route():
 
 
 # Refusals of the requester itself stay refusals on XML routes: there is no caller to apologise to.
-REFUSALS = (401, 403, 405)
+REFUSALS = (401, 403, 405, 429)
 
 
 def _handle_http(exc):
     if is_xml_route() and exc.code not in REFUSALS:
         log.warning("instruct request refused (%s); answered with the apology", exc.code)
-        return apology()
+        return apology(exc.code if exc.code < 500 else 200)
     code = (exc.name or "error").lower().replace(" ", "_")
     return json_error(exc.code, code, exc.description or exc.name, headers=_extra_headers(exc))
 
@@ -73,7 +74,7 @@ def _extra_headers(exc):
 
 def _handle_api_error(exc):
     if is_xml_route() and exc.status not in REFUSALS:
-        return apology()
+        return apology(exc.status if exc.status < 500 else 200)
     return json_error(exc.status, exc.code, exc.message, headers=exc.headers)
 
 
@@ -82,6 +83,12 @@ def _handle_store_unavailable(exc):
     return json_error(
         503, "store_unavailable", "The call store is unavailable; retry shortly.", headers={"Retry-After": "5"}
     )
+
+
+def _handle_limits_storage(exc):
+    log.error("rate-limit storage unavailable on %s %s: %s", request.method, request.path, exc)
+    return json_error(503, "limits_unavailable", "Rate limits cannot be checked right now; retry shortly.",
+                      headers={"Retry-After": "5"})
 
 
 def _handle_unexpected(exc):
@@ -95,9 +102,9 @@ def register(app):
     """Install the error handlers that keep every answer JSON (or XML on XML routes)."""
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(APIError, _handle_api_error)
-    app.register_error_handler(
-        InvalidPhone, lambda exc: json_error(400, "invalid_phone", str(exc))
-    )
+    app.register_error_handler(InvalidPhone, lambda exc: json_error(400, "invalid_phone", str(exc)))
+    app.register_error_handler(NotAllowed, lambda exc: json_error(403, "destination_not_allowed", str(exc)))
+    app.register_error_handler(StorageError, _handle_limits_storage)
     app.register_error_handler(
         NotConfigured,
         lambda exc: json_error(

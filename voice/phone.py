@@ -2,6 +2,8 @@
 
 import re
 
+import phonenumbers
+
 _IGNORED = re.compile(r"[\s\-().]")
 
 
@@ -40,3 +42,38 @@ def mask(number):
     tail = 4 if len(body) >= 10 else 2
     head = min(4, len(body) - tail - 3)
     return plus + body[:head] + "*" * (len(body) - head - tail) + body[-tail:]
+
+
+_COSTLY_TYPES = {
+    phonenumbers.PhoneNumberType.PREMIUM_RATE: "a premium-rate number",
+    phonenumbers.PhoneNumberType.SHARED_COST: "a shared-cost number",
+}
+
+
+class NotAllowed(ValueError):
+    """A well-formed number this deployment refuses to dial; the message says why."""
+
+
+def check_dialable(number, allowed_country_codes=()):
+    """Raise InvalidPhone or NotAllowed unless `number` (E.164) is one we may dial.
+
+    libphonenumber's numbering plans decide: numbers too short or long for their country,
+    numbers outside any plan, premium-rate and shared-cost numbers, and non-geographic
+    codes (satellite phones, international premium services: toll-fraud favourites) are refused.
+    """
+    parsed = phonenumbers.parse(number)
+    region = phonenumbers.region_code_for_number(parsed)
+    if allowed_country_codes and str(parsed.country_code) not in allowed_country_codes:
+        raise NotAllowed(
+            f"calls to country code +{parsed.country_code} are not allowed here "
+            f"(allowed: {', '.join('+' + code for code in allowed_country_codes)})"
+        )
+    if region == "001":
+        raise InvalidPhone(f"+{parsed.country_code} numbers (satellite and international services) are not dialled")
+    if not phonenumbers.is_possible_number(parsed):
+        raise InvalidPhone("phone has the wrong number of digits for its country (short codes are not dialled)")
+    if not phonenumbers.is_valid_number(parsed):
+        raise InvalidPhone("phone is not a number in its country's numbering plan")
+    costly = _COSTLY_TYPES.get(phonenumbers.number_type(parsed))
+    if costly:
+        raise InvalidPhone(f"phone is {costly}, which is not dialled")

@@ -202,3 +202,9 @@ def record_dialout(answer, caller_number, requested_by):
 def payload_of(form):
     """A request's form as a plain dict (repeated keys keep every value)."""
     return {key: values[0] if len(values) == 1 else values for key, values in form.lists()}
+
+
+def placed_by_us(session_id):
+    """True when `session_id` is a call this service placed through /voice/invoke-call."""
+    query = sa.select(Call.id).where(Call.session_id == session_id, Call.requested_by.is_not(None))
+    return guarded(lambda: db.session.execute(query).first() is not None)

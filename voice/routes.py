@@ -1,15 +1,17 @@
 """The views: read the request, hand it to the module that knows, render the answer."""
 
+import functools
 import logging
 
 from flask import current_app, g, render_template, request, url_for
 
 from voice import bp, callbacks, history, records
-from voice.auth import require_api_key, require_webhook_token
+from voice.auth import require_api_key, require_webhook_auth
 from voice.client import get_client
 from voice.db import StoreUnavailable
 from voice.errors import APIError, apology, json_error, xml_response, xml_route
-from voice.phone import mask, normalise
+from voice.phone import check_dialable, mask, normalise
+from voice.ratelimit import destination, limiter, per_destination_limit, per_key_limit
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +26,28 @@ def status():
     return {"service": "voice", "status": "ready"}
 
 
+def dial_target(view):
+    """Read the number to dial and check it may be dialled, before any limit is counted."""
+
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        phone = normalise(_client_field("phone"))
+        g.log_detail = "to=" + mask(phone)
+        check_dialable(phone, current_app.config["ALLOWED_COUNTRY_CODES"])
+        g.dial_to = phone
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
 @bp.route("/invoke-call", methods=["GET", "POST"])
 @require_api_key
+@dial_target
+@limiter.limit(per_key_limit, scope="dialout-per-key")
+@limiter.limit(per_destination_limit, key_func=destination, scope="dialout-per-destination")
 def invoke_call():
     """Dial the `phone` the client gives, from our AT number."""
-    phone = normalise(_client_field("phone"))
-    g.log_detail = "to=" + mask(phone)
+    phone = g.dial_to
     client = get_client()
     answer = client.call(phone)
     g.log_detail += " outcome=queued"
@@ -43,15 +61,15 @@ def invoke_call():
 
 
 @bp.post("/instruct")
-@require_webhook_token
+@require_webhook_auth
 @xml_route
 def instruct():
     """Answer AT's voice callback with the next call-flow XML, or note the call's end."""
     try:
-        note = callbacks.parse(request.form)
+        note = callbacks.parse_request(request)
     except callbacks.Malformed as exc:
         log.warning("instruct request malformed: %s; answered with the apology", exc)
-        return apology()
+        return apology(exc.status)
     _note_for_log(note)
     try:
         _record(note, "instruct")
@@ -71,13 +89,13 @@ def instruct():
 
 
 @bp.post("/events")
-@require_webhook_token
+@require_webhook_auth
 def events():
     """Take one of AT's call event notifications."""
     try:
-        note = callbacks.parse(request.form)
+        note = callbacks.parse_request(request)
     except callbacks.Malformed as exc:
-        raise APIError(400, "bad_event", str(exc)) from None
+        raise APIError(exc.status, "bad_event", str(exc)) from None
     _note_for_log(note)
     _record(note, "events")
     if note.is_final:
@@ -119,20 +137,41 @@ def _private(body):
 
 def _record(note, source):
     """Store the notification; a duplicate is noted on the log line."""
+    if current_app.config["VOICE_VERIFY_SESSIONS"] and note.direction == "Outbound":
+        if not records.placed_by_us(note.session_id):
+            log.warning("%s refused: outbound session %s was not placed by this service (from %s)",
+                        source, note.session_id, request.remote_addr)
+            raise APIError(403, "unknown_session", "This outbound sessionId was not created by this service.")
     params = {key: value for key, value in request.args.items() if key != "token"}
     if not records.record_notification(note, source, records.payload_of(request.form), params):
         g.log_detail += " duplicate"
 
 
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+MAX_CLIENT_FIELD = 64
+
+
 def _client_field(name):
-    """A field of a dial-out request, from the query string, a form or a JSON object."""
+    """A field of a dial-out request, from the query string, a form or a JSON object; given once."""
     if request.is_json:
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
             raise APIError(400, "bad_json", "The body must be a JSON object, e.g. {\"phone\": \"254712345678\"}.")
-        value = body.get(name, request.args.get(name))
-        return None if value is None else str(value)
-    return request.values.get(name)
+        values = [body[name]] if name in body else request.args.getlist(name)
+    elif request.content_length and request.mimetype not in FORM_TYPES:
+        raise APIError(415, "unsupported_media_type", "Send the body as a form or as a JSON object.")
+    else:
+        values = request.args.getlist(name) + request.form.getlist(name)
+    if len(values) > 1:
+        raise APIError(400, "duplicate_field", f"{name} is given more than once.")
+    if not values or values[0] is None:
+        return None
+    if not isinstance(values[0], (str, int)) or isinstance(values[0], bool):
+        raise APIError(400, "invalid_phone" if name == "phone" else "bad_field", f"{name} must be a string.")
+    value = str(values[0])
+    if len(value) > MAX_CLIENT_FIELD:
+        raise APIError(400, "invalid_phone" if name == "phone" else "bad_field", f"{name} is too long.")
+    return value
 
 
 def _menu(notice=None):

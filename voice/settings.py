@@ -8,14 +8,37 @@ DEFAULTS = {
     "AT_TIMEOUT_SECONDS": 8.0,
     "VOICE_MAX_DIALOUTS_IN_FLIGHT": 4,
     "VOICE_API_KEY": "",
+    "VOICE_API_KEYS": "",
+    "VOICE_ALLOWED_COUNTRY_CODES": "",
+    "VOICE_RATE_LIMIT_PER_KEY": "10 per minute",
+    "VOICE_RATE_LIMIT_PER_DESTINATION": "3 per hour",
+    "RATELIMIT_STORAGE_URI": "",
     "VOICE_WEBHOOK_TOKEN": "",
+    "VOICE_WEBHOOK_ALLOWED_IPS": "",
+    "VOICE_TRUSTED_PROXIES": 0,
+    "VOICE_VERIFY_SESSIONS": False,
     "LOG_LEVEL": "INFO",
     "DATABASE_URL": "",
     "DATABASE_TIMEOUT_SECONDS": 2.0,
     "MAX_CONTENT_LENGTH": 64 * 1024,
 }
 
+
+def _flag(text):
+    """A yes/no setting: 1/true/yes/on or 0/false/no/off."""
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+_flag.__name__ = "yes/no value"
+
 _CONVERTERS = {
+    "VOICE_TRUSTED_PROXIES": int,
+    "VOICE_VERIFY_SESSIONS": _flag,
     "AT_TIMEOUT_SECONDS": float,
     "VOICE_MAX_DIALOUTS_IN_FLIGHT": int,
     "DATABASE_TIMEOUT_SECONDS": float,

@@ -1,0 +1,128 @@
+"""Dial-out rate limits, with Flask-Limiter: per API key and per destination number.
+
+Limits must hold across every worker of a deployment, so the counters cannot live in one
+process's memory. With RATELIMIT_STORAGE_URI set (Redis for several hosts) Flask-Limiter uses
+it; unset, the counters live in a SQLite file in the instance folder, shared by all the
+workers of one host, through the small `limits` storage below (`limits` ships none that
+needs no server).
+"""
+
+import os
+import sqlite3
+import threading
+import time
+from urllib.parse import urlparse
+
+from flask import current_app, g
+from flask_limiter import Limiter
+from limits import parse_many
+from limits.storage import Storage
+
+limiter = Limiter(key_func=lambda: g.get("api_key_label", "anonymous"))
+
+
+class SQLiteStorage(Storage):
+    """Fixed-window counters in a SQLite file, safe across processes (`sqlite:///abs/path`)."""
+
+    STORAGE_SCHEME = ["sqlite"]
+
+    def __init__(self, uri, wrap_exceptions=False, **options):
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+        self.path = urlparse(uri).path
+        self._local = threading.local()
+
+    @property
+    def base_exceptions(self):
+        return sqlite3.Error
+
+    def _connection(self):
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            connection = sqlite3.connect(self.path, timeout=5, isolation_level=None)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, value INTEGER NOT NULL, expires REAL NOT NULL)"
+            )
+            self._local.connection = connection
+        return connection
+
+    def incr(self, key, expiry, amount=1):
+        """Add `amount` to the counter of `key`, starting a new window of `expiry` s if the last one ended."""
+        now = time.time()
+        connection = self._connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.execute(
+                "INSERT INTO counters (key, value, expires) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET "
+                "value = CASE WHEN expires <= ? THEN excluded.value ELSE value + excluded.value END, "
+                "expires = CASE WHEN expires <= ? THEN excluded.expires ELSE expires END",
+                (key, amount, now + expiry, now, now),
+            )
+            value = connection.execute("SELECT value FROM counters WHERE key = ?", (key,)).fetchone()[0]
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        return value
+
+    def get(self, key):
+        """The counter of `key` in its current window, 0 once the window ended."""
+        row = self._connection().execute(
+            "SELECT value FROM counters WHERE key = ? AND expires > ?", (key, time.time())
+        ).fetchone()
+        return row[0] if row else 0
+
+    def get_expiry(self, key):
+        """When the current window of `key` ends (epoch seconds)."""
+        row = self._connection().execute("SELECT expires FROM counters WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else time.time()
+
+    def check(self):
+        """True while the file can be read."""
+        try:
+            self._connection().execute("SELECT 1").fetchone()
+            return True
+        except sqlite3.Error:
+            return False
+
+    def reset(self):
+        """Drop every counter; return how many there were."""
+        return self._connection().execute("DELETE FROM counters").rowcount
+
+    def clear(self, key):
+        """Drop the counter of `key`."""
+        self._connection().execute("DELETE FROM counters WHERE key = ?", (key,))
+
+
+def per_key_limit():
+    """The per-API-key dial-out limit, from the settings."""
+    return current_app.config["VOICE_RATE_LIMIT_PER_KEY"]
+
+
+def per_destination_limit():
+    """The per-destination-number dial-out limit, from the settings."""
+    return current_app.config["VOICE_RATE_LIMIT_PER_DESTINATION"]
+
+
+def destination():
+    """The number being dialled, checked by the view's phone check before limits are counted."""
+    return g.get("dial_to", "unknown")
+
+
+def init_app(app):
+    """Point Flask-Limiter at the configured storage, or the shared SQLite file by default."""
+    for name in ("VOICE_RATE_LIMIT_PER_KEY", "VOICE_RATE_LIMIT_PER_DESTINATION"):
+        try:
+            parse_many(app.config[name])
+        except ValueError:
+            raise ValueError(f"{name}={app.config[name]!r} is not a limit such as '10 per minute'") from None
+    if not app.config.get("RATELIMIT_STORAGE_URI"):
+        app.config["RATELIMIT_STORAGE_URI"] = "sqlite:///" + os.path.join(app.instance_path, "ratelimits.sqlite3")
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    app.config.setdefault("RATELIMIT_KEY_PREFIX", "voice")
+    # Fail closed: a storage error becomes limits' StorageError, answered 503, never a free pass.
+    app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"wrap_exceptions": True})
+    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", False)
+    limiter.init_app(app)

@@ -1,0 +1,51 @@
+"""The protections an operator sets: parsed once at start-up, applied to every request, warned about when off."""
+
+import logging
+
+from flask import request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from voice.auth import parse_api_keys, parse_networks
+
+log = logging.getLogger(__name__)
+
+
+def parse_country_codes(setting):
+    """VOICE_ALLOWED_COUNTRY_CODES (`254,255,256`, `+` optional) as a tuple of digit strings."""
+    codes = tuple(filter(None, (part.strip().lstrip("+") for part in setting.split(","))))
+    for code in codes:
+        if not code.isdigit() or not 1 <= len(code) <= 3:
+            raise ValueError(f"VOICE_ALLOWED_COUNTRY_CODES entry {code!r} is not a 1-3 digit country code")
+    return codes
+
+
+def init_app(app):
+    """Parse the protection settings into app.config and wire the proxy fix and response headers."""
+    app.config["API_KEYS"] = parse_api_keys(app.config["VOICE_API_KEYS"], app.config["VOICE_API_KEY"])
+    app.config["WEBHOOK_NETWORKS"] = parse_networks(app.config["VOICE_WEBHOOK_ALLOWED_IPS"])
+    app.config["ALLOWED_COUNTRY_CODES"] = parse_country_codes(app.config["VOICE_ALLOWED_COUNTRY_CODES"])
+    hops = int(app.config["VOICE_TRUSTED_PROXIES"])
+    if hops > 0:
+        # Only as many X-Forwarded-* hops as there are proxies of ours: the rest is forgeable.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+    app.after_request(_security_headers)
+    if not (app.debug or app.testing):
+        _warn_about_open_doors(app)
+
+
+def _security_headers(response):
+    """No content sniffing anywhere; no caching of JSON, which carries call data."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if response.mimetype == "application/json" and request.blueprint == "voice":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _warn_about_open_doors(app):
+    """One start-up warning per protection left off, naming its setting."""
+    if not app.config["VOICE_WEBHOOK_TOKEN"]:
+        log.warning("VOICE_WEBHOOK_TOKEN is not set: anyone who finds /voice/instruct and /voice/events can post to them")
+    if not app.config["ALLOWED_COUNTRY_CODES"]:
+        log.warning("VOICE_ALLOWED_COUNTRY_CODES is not set: /voice/invoke-call may dial any country")
+    if not app.config["API_KEYS"]:
+        log.warning("neither VOICE_API_KEY nor VOICE_API_KEYS is set: dial-out and call history are disabled")
