@@ -2,7 +2,6 @@
 
 import logging
 
-from flask import request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from voice.auth import parse_api_keys, parse_networks
@@ -36,7 +35,7 @@ def init_app(app):
 def _security_headers(response):
     """No content sniffing anywhere; no caching of JSON, which carries call data."""
     response.headers["X-Content-Type-Options"] = "nosniff"
-    if response.mimetype == "application/json" and request.blueprint == "voice":
+    if response.mimetype == "application/json":
         response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -1,0 +1,92 @@
+"""Running the service the way it is deployed: the Procfile's commands under real gunicorn."""
+
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+from tests.conftest import API_KEY, AT_KEY, WEBHOOK_TOKEN
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def procfile_command(process="web"):
+    """The Procfile's command for `process`, run with this interpreter's gunicorn or flask."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == process:
+            args = shlex.split(command.strip())
+            if args[0] in ("gunicorn", "flask"):
+                args = [sys.executable, "-m", args[0], *args[1:]]
+            return [str(ROOT / a) if a.endswith(".py") and (ROOT / a).exists() else a for a in args]
+    raise AssertionError(f"no {process}: line in Procfile")
+
+
+def free_port():
+    """A TCP port nobody listens on at the moment."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(url, process, seconds=30):
+    """Return once `url` answers 200; fail if the process dies or the time runs out."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError("gunicorn exited early: " + process.stdout.read().decode(errors="replace"))
+        try:
+            if requests.get(url, timeout=5).status_code == 200:
+                return
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise AssertionError("gunicorn did not come up")
+
+
+def service_env(workdir, fake_at_url, **changes):
+    """The environment of a served test instance: fake AT, test keys, a store in `workdir`."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(ROOT),
+        "HOST": "127.0.0.1",
+        "PORT": str(free_port()),
+        "AT_USERNAME": "testapp",
+        "AT_API_KEY": AT_KEY,
+        "AT_VOICE_NUMBER": "+254711000000",
+        "AT_VOICE_API_URL": fake_at_url,
+        "AT_TIMEOUT_SECONDS": "6",
+        "VOICE_API_KEY": API_KEY,
+        "VOICE_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
+        "DATABASE_URL": f"sqlite:///{Path(workdir) / 'voice.sqlite3'}",
+        "RATELIMIT_STORAGE_URI": f"sqlite:///{Path(workdir) / 'ratelimits.sqlite3'}",
+        "VOICE_RATE_LIMIT_PER_KEY": "100 per minute",
+        "VOICE_RATE_LIMIT_PER_DESTINATION": "100 per hour",
+    }
+    env.update({name: str(value) for name, value in changes.items()})
+    return env
+
+
+@contextmanager
+def served(env, workdir, migrate=True):
+    """Run the Procfile's release (once) and web commands with `env`; yield the base URL and process."""
+    if migrate:
+        subprocess.run(procfile_command("release"), cwd=workdir, env=env, check=True, capture_output=True)
+    process = subprocess.Popen(procfile_command(), cwd=workdir, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{env['PORT']}"
+    try:
+        wait_until_up(base + "/voice/", process)
+        yield base, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

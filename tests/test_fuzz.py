@@ -1,0 +1,83 @@
+"""Random bodies, headers and query strings at every route: never a 5xx but invoke-call's upstream 500."""
+
+from urllib.parse import quote
+
+import pytest
+from flask_migrate import upgrade
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app import create_app
+from tests.conftest import AT_KEY, API_KEY, WEBHOOK_TOKEN
+from voice.fake_at import FakeAT
+
+UPSTREAM_ERRORS = {"at_rejected", "at_call_failed", "at_timeout", "at_unreachable", "at_bad_response"}
+ROUTES = [
+    ("GET", "/voice/"),
+    ("GET", "/voice/invoke-call"),
+    ("POST", "/voice/invoke-call"),
+    ("POST", "/voice/instruct"),
+    ("POST", "/voice/events"),
+    ("GET", "/voice/calls"),
+    ("GET", "/voice/calls/stats"),
+    ("GET", "/voice/calls/ATVId_fuzz"),
+]
+FIELDS = ["phone", "sessionId", "isActive", "dtmfDigits", "callSessionState", "eventType", "durationInSeconds",
+          "amount", "currencyCode", "callStartTime", "direction", "callerNumber", "recordingUrl", "since", "until",
+          "limit", "cursor", "state", "token"]
+
+
+@pytest.fixture(scope="module")
+def fuzz_client(tmp_path_factory):
+    fake = FakeAT(api_key=AT_KEY, hang_seconds=2).start()
+    folder = tmp_path_factory.mktemp("fuzz")
+    app = create_app({
+        "TESTING": True, "AT_USERNAME": "fuzz", "AT_API_KEY": AT_KEY, "AT_VOICE_NUMBER": "+254711000000",
+        "AT_VOICE_API_URL": fake.url, "AT_TIMEOUT_SECONDS": 0.5, "VOICE_API_KEY": API_KEY,
+        "VOICE_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "DATABASE_URL": f"sqlite:///{folder / 'voice.sqlite3'}",
+        "RATELIMIT_STORAGE_URI": f"sqlite:///{folder / 'limits.sqlite3'}",
+        "VOICE_RATE_LIMIT_PER_KEY": "10000 per minute", "VOICE_RATE_LIMIT_PER_DESTINATION": "10000 per hour",
+    })
+    with app.app_context():
+        upgrade()
+    yield app.test_client()
+    fake.stop()
+
+
+values = st.one_of(st.text(max_size=40), st.sampled_from(["", "0", "1", "None", "+254712345678", "ATVId_fuzz",
+                                                          "2026-11-27T08:00:00Z", "-1", "1e309", "NaN", "#", "%"]))
+queries = st.lists(st.tuples(st.sampled_from(FIELDS), values), max_size=3)
+bodies = st.one_of(
+    st.binary(max_size=300),
+    st.dictionaries(st.sampled_from(FIELDS), values, max_size=8).map(
+        lambda d: "&".join(f"{quote(k)}={quote(v, safe='')}" for k, v in d.items()).encode()),
+    st.dictionaries(st.sampled_from(FIELDS), st.one_of(values, st.integers(), st.none(), st.booleans()),
+                    max_size=5).map(lambda d: __import__("json").dumps(d).encode()),
+)
+content_types = st.sampled_from([None, "application/x-www-form-urlencoded", "application/json", "text/plain",
+                                 "multipart/form-data", "application/json; charset=latin-1", "application/xml"])
+# Mostly the right key and token, so that the fuzz reaches past the checks into each view.
+keys = st.sampled_from([API_KEY, API_KEY, "Bearer " + API_KEY, None, "wrong", ""])
+
+
+@pytest.mark.parametrize("method, path", ROUTES)
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(query=queries, body=bodies, content_type=content_types, key=keys,
+       with_token=st.sampled_from([True, True, True, False]))
+def test_no_route_answers_5xx_to_anything(fuzz_client, method, path, query, body, content_type, key, with_token):
+    pairs = list(query) + ([("token", WEBHOOK_TOKEN)] if with_token else [])
+    query_string = "&".join(f"{quote(k)}={quote(v, safe='')}" for k, v in pairs)
+    headers = {}
+    if key is not None:
+        headers["Authorization" if key.startswith("Bearer") else "X-API-Key"] = key
+    kwargs = {"query_string": query_string, "headers": headers}
+    if method == "POST":
+        kwargs.update(data=body, content_type=content_type)
+    response = fuzz_client.open(path, method=method, **kwargs)
+    if response.status_code >= 500:
+        body_json = response.get_json(silent=True) or {}
+        documented = (path == "/voice/invoke-call" and response.status_code == 500
+                      and body_json.get("error") in UPSTREAM_ERRORS)
+        assert documented, (response.status_code, response.get_data(as_text=True)[:300])
+    assert b"Traceback" not in response.data
+    assert b"<html" not in response.data.lower()
