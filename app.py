@@ -8,7 +8,7 @@ from dotenv import load_dotenv
 from flask import Flask, g, request
 
 from voice import bp as voice_bp
-from voice import client, db, errors, ratelimit, security, settings
+from voice import client, db, errors, flows, ratelimit, security, settings
 from voice.cli import voice_cli
 
 access_log = logging.getLogger("voice.access")
@@ -28,6 +28,8 @@ def create_app(config=None):
 
     _configure_logging(app)
     security.init_app(app)
+    # An invalid flow stops the app here, before any caller can hear it.
+    app.extensions["voice_flow"] = flows.load(app.config["VOICE_FLOW_FILE"] or None)
     client.init_app(app)
     db.init_app(app)
     ratelimit.init_app(app)

@@ -65,39 +65,45 @@ def test_the_spec_request_shape_without_is_active_gets_the_menu(client):
     assert xml_of(client.post(INSTRUCT, data=form)).find("GetDigits") is not None
 
 
-def test_choice_one_is_answered_and_ends_the_call(client):
-    root = xml_of(client.post(INSTRUCT, data=dict(ANSWERED, dtmfDigits="1")))
-    assert [child.tag for child in root] == ["Say"]
-    assert "open" in root.find("Say").text
+def menu_callback(client):
+    """The path and query of the menu's callbackUrl, as AT would post to it."""
+    url = urlparse(xml_of(client.post(INSTRUCT, data=ANSWERED)).find("GetDigits").get("callbackUrl"))
+    return f"{url.path}?{url.query}"
+
+
+def test_choice_one_is_answered(client):
+    root = xml_of(client.post(menu_callback(client), data=dict(ANSWERED, dtmfDigits="1")))
+    assert root[0].tag == "Say" and "open" in root[0].text
 
 
 def test_finish_key_in_digits_is_ignored(client):
-    root = xml_of(client.post(INSTRUCT, data=dict(ANSWERED, dtmfDigits="1#")))
-    assert "open" in root.find("Say").text
+    root = xml_of(client.post(menu_callback(client), data=dict(ANSWERED, dtmfDigits="1#")))
+    assert "open" in root[0].text
 
 
-@pytest.mark.parametrize("digits", ["2", "9", ""])
-def test_other_choices_offer_the_menu_again(client, digits):
-    root = xml_of(client.post(INSTRUCT, data=dict(ANSWERED, dtmfDigits=digits)))
+@pytest.mark.parametrize("digits", ["9", "", "12"])
+def test_other_choices_offer_the_menu_again_with_a_notice(client, digits):
+    root = xml_of(client.post(menu_callback(client), data=dict(ANSWERED, dtmfDigits=digits)))
+    assert root[0].tag == "Say" and "not an option" in root[0].text
     assert root.find("GetDigits") is not None
-    assert root[0].tag == "Say"
 
 
 @pytest.mark.parametrize("hostile", ['1</Say><Reject/>', '<&"\'>', "]]><Dial phoneNumbers='+1900'/>"])
 def test_hostile_digits_inject_no_element(client, hostile):
-    root = xml_of(client.post(INSTRUCT, data=dict(ANSWERED, dtmfDigits=hostile)))
+    root = xml_of(client.post(menu_callback(client), data=dict(ANSWERED, dtmfDigits=hostile)))
     tags = {element.tag for element in root.iter()}
-    assert tags <= {"Response", "Say", "GetDigits"}
+    assert tags <= {"Response", "Say", "GetDigits", "Redirect"}
 
 
-def test_text_echoed_into_xml_is_escaped(app):
+def test_text_echoed_into_xml_is_escaped():
+    from voice.flows import Action
+    from voice.voicexml import render
+
     hostile = "Tom & Jerry's <b>\"menu\"</b></Say><Reject/>"
-    with app.test_request_context():
-        from flask import render_template
-
-        root = ET.fromstring(render_template("voice/say.xml", lines=[hostile]))
+    root = ET.fromstring(render([Action("Say", attrs={"voice": 'x"><Reject/>'}, text=hostile)], str))
     assert [child.tag for child in root] == ["Say"]
     assert root.find("Say").text == hostile
+    assert root.find("Say").get("voice") == 'x"><Reject/>'
 
 
 def test_final_notification_gets_an_empty_200_and_is_logged(client, caplog):
@@ -217,11 +223,11 @@ def test_an_unexpected_failure_is_json_without_a_traceback(app, auth, monkeypatc
 
 
 def test_an_unexpected_failure_on_instruct_is_the_apology(app, monkeypatch):
-    from voice import routes
+    from voice import ivr
 
     def explode(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(routes, "_menu", explode)
+    monkeypatch.setattr(ivr, "answer", explode)
     root = xml_of(app.test_client().post(INSTRUCT, data=ANSWERED))
     assert "sorry" in root.find("Say").text.lower()

@@ -38,3 +38,58 @@ def init_env(example, target):
     click.echo(f"Wrote {target} with fresh secrets (shown this once; they stay in {target}):")
     for name, value in fresh.items():
         click.echo(f"  {name}={value}")
+
+
+flow_cli = AppGroup("flow", help="Check and show call flow files.")
+voice_cli.add_command(flow_cli)
+
+
+def _load_or_report(path):
+    """The checked flow at `path` (the configured one when None), or None after printing its problems."""
+    from flask import current_app
+
+    from voice import flows
+
+    try:
+        return flows.load(path or current_app.config["VOICE_FLOW_FILE"] or None)
+    except flows.FlowError as exc:
+        click.echo(f"{exc.source}: {len(exc.problems)} problem(s)", err=True)
+        for problem in exc.problems:
+            click.echo(f"  - {problem}", err=True)
+        return None
+
+
+@flow_cli.command("check")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+def flow_check(file):
+    """Check a flow file (default: VOICE_FLOW_FILE, else the shipped flow); exit 1 listing every problem."""
+    flow = _load_or_report(file)
+    if flow is None:
+        raise SystemExit(1)
+    click.echo(f"{flow.source}: OK, {len(flow.steps)} steps, calls start at {flow.inbound!r}")
+
+
+@flow_cli.command("show")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.argument("step", required=False)
+def flow_show(file, step):
+    """Print the XML a step renders (default: the inbound start step)."""
+    from flask import current_app
+
+    from voice import ivr, voicexml
+
+    flow = _load_or_report(file)
+    if flow is None:
+        raise SystemExit(1)
+    name = step or flow.inbound
+    if name not in flow.steps:
+        click.echo(f"no step {name!r}; steps: {', '.join(flow.steps)}", err=True)
+        raise SystemExit(1)
+    base = current_app.config["VOICE_PUBLIC_URL"] or "http://localhost:8000"
+    with current_app.test_request_context(base_url=base):
+        try:
+            actions = ivr.step_actions(flow, flow.steps[name], {})
+        except ivr.FlowProblem as exc:
+            click.echo(str(exc), err=True)
+            raise SystemExit(1) from None
+        click.echo(voicexml.render(actions, ivr.step_url))

@@ -3,9 +3,9 @@
 import functools
 import logging
 
-from flask import current_app, g, render_template, request, url_for
+from flask import current_app, g, request
 
-from voice import bp, callbacks, history, records
+from voice import bp, callbacks, history, ivr, records
 from voice.auth import require_api_key, require_webhook_auth
 from voice.client import get_client
 from voice.db import StoreUnavailable
@@ -14,11 +14,6 @@ from voice.phone import check_dialable, mask, normalise
 from voice.ratelimit import destination, limiter, per_destination_limit, per_key_limit
 
 log = logging.getLogger(__name__)
-
-MENU_CHOICES = {
-    "1": "Our office is open Monday to Friday, from 8 in the morning to 5 in the evening. Thank you for calling. Goodbye.",
-}
-
 
 @bp.get("/")
 def status():
@@ -83,9 +78,12 @@ def instruct():
     if not note.is_active:
         _log_final(note)
         return xml_response("")
-    if "dtmfDigits" in request.form:
-        return _answer_choice((note.digits or "").rstrip("#"))
-    return _menu()
+    g.log_detail += " step=" + request.args.get("step", "start")[:64]
+    try:
+        return xml_response(ivr.answer(current_app.extensions["voice_flow"], note, request.args, request.form))
+    except ivr.FlowProblem as exc:
+        log.error("call %s: %s; answered with the apology", note.session_id, exc)
+        return apology()
 
 
 @bp.post("/events")
@@ -172,24 +170,6 @@ def _client_field(name):
     if len(value) > MAX_CLIENT_FIELD:
         raise APIError(400, "invalid_phone" if name == "phone" else "bad_field", f"{name} is too long.")
     return value
-
-
-def _menu(notice=None):
-    """The main menu, whose digits come back to /voice/instruct."""
-    token = current_app.config.get("VOICE_WEBHOOK_TOKEN") or None
-    callback_url = url_for("voice.instruct", token=token, _external=True)
-    return xml_response(render_template("voice/menu.xml", callback_url=callback_url, notice=notice))
-
-
-def _answer_choice(digits):
-    """Say what the caller's choice holds, or offer the menu again."""
-    g.log_detail += f" digits={len(digits)}"
-    if digits in MENU_CHOICES:
-        return xml_response(render_template("voice/say.xml", lines=[MENU_CHOICES[digits]]))
-    if digits == "2":
-        return _menu(notice="Here is the menu again.")
-    notice = f"Sorry, {digits} is not an option." if digits else "Sorry, we did not get your choice."
-    return _menu(notice=notice)
 
 
 def _note_for_log(note):

@@ -1,0 +1,96 @@
+"""Playing a flow to a caller: which step comes next, menus with retries, Python steps.
+
+Nothing is kept in memory between callbacks: the callback URLs in the XML carry the next
+step and the attempt count, so any worker on any host can answer any callback.
+"""
+
+import logging
+from urllib.parse import urlencode
+
+from flask import current_app, url_for
+
+from voice import voicexml
+from voice.flows import Action, FlowError, check_python_result
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPT = 20
+
+
+class FlowProblem(Exception):
+    """A callback the flow cannot answer (unknown step, failed Python step); the caller hears the apology."""
+
+
+def step_url(step, **params):
+    """The absolute /voice/instruct URL that continues the call at `step`, with the webhook token."""
+    query = {"step": step, **{k: v for k, v in params.items() if v is not None}}
+    token = current_app.config.get("VOICE_WEBHOOK_TOKEN")
+    if token:
+        query["token"] = token
+    public = current_app.config.get("VOICE_PUBLIC_URL")
+    if public:
+        base = public.rstrip("/") + url_for("voice.instruct")
+    else:
+        base = url_for("voice.instruct", _external=True)
+    return base + "?" + urlencode(query)
+
+
+def answer(flow, note, args, fields):
+    """The XML answering an active-call notification `note` with callback parameters `args`."""
+    name = args.get("step") or flow.start_for(note.direction, note.destination)
+    step = flow.steps.get(name)
+    if step is None:
+        raise FlowProblem(f"callback names unknown step {name[:64]!r}")
+    if step.menu is None:
+        return voicexml.render(step_actions(flow, step, fields), step_url)
+    attempt = _attempt(args.get("attempt"))
+    if args.get("input") == "none":
+        return _retry_or_fail(flow, step, attempt, step.menu.no_input, fields)
+    if "dtmfDigits" in fields and args.get("step"):
+        keys = (note.digits or "")
+        if step.menu.finish_key:
+            keys = keys.removesuffix(step.menu.finish_key)
+        target = step.menu.options.get(keys)
+        if target is not None:
+            return voicexml.render(step_actions(flow, flow.steps[target], fields), step_url)
+        return _retry_or_fail(flow, step, attempt, step.menu.invalid, fields)
+    return voicexml.render(_menu(step, attempt), step_url)
+
+
+def _attempt(raw):
+    return int(raw) if raw and raw.isdigit() and 0 < int(raw) <= MAX_ATTEMPT else 1
+
+
+def _retry_or_fail(flow, step, attempt, notice, fields):
+    """The menu again with `notice`, or the menu's onFail step once its retries are used up."""
+    if attempt <= step.menu.retries:
+        return voicexml.render(_menu(step, attempt + 1, notice), step_url)
+    said = [Action("Say", text=notice)]
+    if step.menu.on_fail is None:
+        return voicexml.render(said + [Action("Say", text="Goodbye.")], step_url)
+    return voicexml.render(said + step_actions(flow, flow.steps[step.menu.on_fail], fields), step_url)
+
+
+def _menu(step, attempt, notice=None):
+    """A menu's actions: the notice, GetDigits coming back here, then the no-input path."""
+    menu = step.menu
+    get_digits = Action("GetDigits", attrs=dict(menu.attrs), prompt=menu.prompt)
+    get_digits.attrs["callbackUrl"] = step_url(step.name, attempt=attempt)
+    # AT moves past GetDigits silently when nothing is pressed: this Redirect is that path.
+    no_input = Action("Redirect", text=step_url(step.name, attempt=attempt, input="none"))
+    return ([Action("Say", text=notice)] if notice else []) + [get_digits, no_input]
+
+
+def step_actions(flow, step, fields):
+    """The actions a step plays (its menu's first round, or what its Python callable returns)."""
+    if step.menu is not None:
+        return _menu(step, 1)
+    if step.actions is not None:
+        return step.actions
+    try:
+        result = step.python(dict(fields))
+        return check_python_result(flow, step.name, result)
+    except FlowError as exc:
+        raise FlowProblem(f"python step {step.name!r} returned an invalid result: {'; '.join(exc.problems)}") from None
+    except Exception as exc:  # a hook's own bug must not reach the caller as dead air
+        raise FlowProblem(f"python step {step.name!r} ({step.python_name}) failed: {exc!r}") from exc
