@@ -119,7 +119,12 @@ class _Checker:
         if len(value) > MAX_TEXT:
             self.fail(where, f"is longer than {MAX_TEXT} characters")
             return None
-        return value.strip()
+        # Line breaks and runs of spaces mean nothing to speech, and XML would rewrite a bare CR.
+        value = " ".join(value.split())
+        if any(ord(c) < 32 or 0xFFFE <= ord(c) <= 0xFFFF or 0xD800 <= ord(c) <= 0xDFFF for c in value):
+            self.fail(where, "holds control characters, which XML cannot carry")
+            return None
+        return value
 
     def boolean(self, where, value):
         if not isinstance(value, bool):
@@ -398,6 +403,10 @@ class _Checker:
         elif options and len({len(k) for k in options}) == 1:
             attrs["numDigits"] = str(len(next(iter(options))))
         menu.attrs = {name: value for name, value in attrs.items() if value is not None}
+        finish = menu.attrs.get("finishOnKey")
+        for key in options:
+            if finish and finish in key:
+                self.fail(f"{where}, option {key!r}", f"holds the finishOnKey {finish!r}, so it can never be entered")
         if "retries" in body:
             retries = self.count(f"{where}, field 'retries'", body["retries"], 0, 10)
             menu.retries = int(retries) if retries is not None else menu.retries
