@@ -4,9 +4,14 @@ Threaded workers: a dial-out blocks its thread on AT's API for up to AT_TIMEOUT_
 AT's callbacks must be answered at once. With gthread, each worker keeps threads free for
 callbacks while others wait on AT, and the per-worker dial-out cap
 (VOICE_MAX_DIALOUTS_IN_FLIGHT) keeps dial-outs from ever taking all of them.
+
+In simulated mode (VOICE_SIMULATE=1, or =auto without AT credentials, as `make run` writes
+.env) the master also starts the simulated AT beside the app and stops it on exit.
 """
 
 import os
+import subprocess
+import sys
 
 from dotenv import load_dotenv
 
@@ -25,3 +30,26 @@ accesslog = None
 # gunicorn 27's control socket lives at one path per user: two instances on a host (tests,
 # benchmarks, a second deployment) would fight over it, and nothing here uses it.
 control_socket_disable = True
+
+_fake_at = []
+
+
+def when_ready(server):
+    """Start the simulated AT when the app runs without AT credentials in simulated mode."""
+    from voice import settings
+
+    if not settings.simulated(settings.from_environ(os.environ)):
+        return
+    command = [sys.executable, "-m", "flask", "--app", "app", "voice", "fake-at"]
+    _fake_at.append(subprocess.Popen(command, env=dict(os.environ, PORT=bind.rsplit(":", 1)[1])))
+    server.log.info("started the simulated Africa's Talking API (pid %s)", _fake_at[0].pid)
+
+
+def on_exit(server):
+    """Stop the simulated AT with the service."""
+    for process in _fake_at:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from flask_migrate import upgrade
 
 from app import create_app
+from tests import contract
 from voice.db import db
 from voice.fake_at import FakeAT
 
@@ -70,6 +71,7 @@ def make_app(config):
         app = create_app(dict(config, **changes))
         with app.app_context():
             upgrade()
+        contract.watch(app)
         made.append(app)
         return app
 
@@ -77,6 +79,8 @@ def make_app(config):
     for app in made:
         with app.app_context():
             db.engine.dispose()
+    violations = [v for app in made for v in app.extensions["contract_violations"]]
+    assert not violations, "responses that break voice/openapi.json:\n" + "\n".join(violations)
 
 
 @pytest.fixture

@@ -93,3 +93,63 @@ def flow_show(file, step):
             click.echo(str(exc), err=True)
             raise SystemExit(1) from None
         click.echo(voicexml.render(actions, ivr.step_url))
+
+
+@voice_cli.command("fake-at")
+@click.option("--port", type=int, help="Port to listen on (default: VOICE_FAKE_AT_PORT, 8001).")
+@click.option("--service-url", help="The service whose webhooks the simulated callee drives (default: http://127.0.0.1:$PORT).")
+@click.option("--digits", default="1", show_default=True, help="Keys the simulated callee presses, comma-separated.")
+def fake_at(port, service_url, digits):
+    """Serve a simulated AT voice API on 127.0.0.1 that plays the callee of each call it queues."""
+    from flask import current_app
+
+    from voice.fake_at import TEST_NUMBERS, FakeAT
+
+    config = current_app.config
+    port = port or int(config["VOICE_FAKE_AT_PORT"])
+    service_url = service_url or f"http://127.0.0.1:{config['PORT']}"
+    server = FakeAT(port=port, service_url=service_url, token=config.get("VOICE_WEBHOOK_TOKEN") or None,
+                    digits=tuple(d.strip() for d in digits.split(",") if d.strip()))
+    click.echo(f"SIMULATED Africa's Talking voice API on {server.url} (no real calls); callees drive {service_url}")
+    click.echo("Test numbers: " + ", ".join(f"{number} {value or kind}" for number, (kind, value) in TEST_NUMBERS.items()))
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+@voice_cli.command("simulate")
+@click.option("--url", help="The service to call (default: http://127.0.0.1:$PORT).")
+@click.option("--inbound/--outbound", default=True, help="A call to our number (default), or one we placed.")
+@click.option("--caller", default="+254712345678", show_default=True, help="The phone user's number.")
+@click.option("--digits", help="Keys to press at each GetDigits, comma-separated (default: ask at the terminal).")
+@click.option("--token", help="The webhook token (default: VOICE_WEBHOOK_TOKEN).")
+def simulate(url, inbound, caller, digits, token):
+    """Play AT's part in one call against a running service, printing what the caller hears."""
+    import sys
+
+    from flask import current_app
+
+    from voice.simulator import SimulatedCall, SimulationError
+
+    config = current_app.config
+    scripted = [d.strip() for d in digits.split(",")] if digits is not None else None
+    ask = None
+    if scripted is None and sys.stdin.isatty():
+        def ask(action):
+            return click.prompt("  keys to press (Enter for none)", default="", show_default=False).strip()
+    call = SimulatedCall(
+        url or f"http://127.0.0.1:{config['PORT']}",
+        token=token if token is not None else (config.get("VOICE_WEBHOOK_TOKEN") or None),
+        direction="Inbound" if inbound else "Outbound",
+        caller=caller,
+        our_number=config.get("AT_VOICE_NUMBER") or "+254711000000",
+        digits=scripted, ask=ask, say=click.echo,
+    )
+    try:
+        call.run()
+    except SimulationError as exc:
+        click.echo(f"simulate: {exc}", err=True)
+        raise SystemExit(1) from None

@@ -2,15 +2,21 @@
 
 It answers `/call` and `/queueStatus` with AT's shapes and `Content-Type: application/json`.
 Some destination numbers make it answer each failure AT gives (see TEST_NUMBERS), so a
-developer can see how the service reacts without an account.
+developer can see how the service reacts without an account. Given the service's URL, it
+also plays the callee of each call it queues: it drives /voice/instruct as AT would (see
+voice.simulator), then sends the final notification and an event.
 """
 
 import json
 import logging
+import re
 import secrets
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
+
+from voice.phone import mask
+from voice.simulator import SimulatedCall, SimulationError
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +30,8 @@ TEST_NUMBERS = {
     "+254700000504": ("hang", None),
     "+254700000415": ("not_json", None),
     "+254700000200": ("charset", None),
+    "+254700000486": ("unanswered", "USER_BUSY"),
+    "+254700000480": ("unanswered", "NO_ANSWER"),
 }
 
 
@@ -35,9 +43,15 @@ def new_session_id():
 class FakeAT:
     """The simulated AT API server; `requests` holds every form it received, in order."""
 
-    def __init__(self, host="127.0.0.1", port=0, api_key=None, hang_seconds=30.0):
+    def __init__(self, host="127.0.0.1", port=0, api_key=None, hang_seconds=30.0,
+                 service_url=None, token=None, digits=("1",), answer_delay=0.3):
         self.api_key = api_key
         self.hang_seconds = hang_seconds
+        self.service_url = service_url
+        self.token = token
+        self.digits = digits
+        self.answer_delay = answer_delay
+        self.calls = []
         self.requests = []
         self._release = threading.Event()
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
@@ -87,13 +101,38 @@ class FakeAT:
             session = new_session_id() if status == "Queued" else "None"
             entries.append({"phoneNumber": number, "status": status, "sessionId": session})
         content_type = "application/json; charset=utf-8" if any(k == "charset" for k, _ in behaviours) else "application/json"
+        if self.service_url:
+            for entry, (kind, value) in zip(entries, behaviours):
+                if entry["status"] == "Queued":
+                    self._place(entry, form["from"], value if kind == "unanswered" else None)
         return 200, content_type, json.dumps({"entries": entries, "errorMessage": "None"})
+
+    def _place(self, entry, our_number, unanswered_cause):
+        """Play the callee of a queued call in the background, as AT's network would."""
+        call = SimulatedCall(self.service_url, token=self.token, direction="Outbound", caller=entry["phoneNumber"],
+                             our_number=our_number, session_id=entry["sessionId"], digits=list(self.digits),
+                             say=lambda line: log.info("simulated call: %s", _masked(line)))
+
+        def play():
+            if self._release.wait(self.answer_delay):
+                return
+            try:
+                self.calls.append(call.unanswered(unanswered_cause) if unanswered_cause else call.run())
+            except SimulationError as exc:
+                log.warning("simulated call %s stopped: %s", call.session_id, exc)
+
+        threading.Thread(target=play, name=f"callee-{entry['sessionId']}", daemon=True).start()
 
     def answer_queue_status(self, form):
         """Status, content type and body for a POST /queueStatus."""
         numbers = [n for n in form.get("phoneNumbers", "").split(",") if n]
         entries = [{"phoneNumber": n, "queueName": "", "numCalls": 0} for n in numbers]
         return 200, "application/json", json.dumps({"status": "Success", "entries": entries, "errorMessage": "None"})
+
+
+def _masked(line):
+    """A transcript line fit for a log: phone numbers masked."""
+    return re.sub(r"\+\d{7,15}", lambda found: mask(found.group()), line)
 
 
 def _handler_for(fake):

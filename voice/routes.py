@@ -2,8 +2,9 @@
 
 import functools
 import logging
+from pathlib import Path
 
-from flask import current_app, g, request
+from flask import current_app, g, request, send_from_directory
 
 from voice import bp, callbacks, history, ivr, records
 from voice.auth import require_api_key, require_webhook_auth
@@ -17,8 +18,17 @@ log = logging.getLogger(__name__)
 
 @bp.get("/")
 def status():
-    """Say the service is up."""
-    return {"service": "voice", "status": "ready"}
+    """Say the service is up (and, when it is, that AT is simulated)."""
+    body = {"service": "voice", "status": "ready"}
+    if current_app.config["VOICE_MODE"] == "simulated":
+        body["mode"] = "simulated"
+    return body
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """The OpenAPI 3.1 contract of these routes (voice/openapi.json)."""
+    return send_from_directory(Path(__file__).parent, "openapi.json", mimetype="application/json")
 
 
 def dial_target(view):
@@ -52,7 +62,10 @@ def invoke_call():
         # The call is placed: answering an error would invite a retry that dials twice. AT's
         # callbacks still create the record when the store is back.
         log.error("dial-out to %s placed but not recorded: %s", mask(phone), exc)
-    return {"message": f"Call initiated to {phone}", "response": answer}
+    body = {"message": f"Call initiated to {phone}", "response": answer}
+    if current_app.config["VOICE_MODE"] == "simulated":
+        body["simulated"] = True
+    return body
 
 
 @bp.post("/instruct")

@@ -17,10 +17,13 @@ DEFAULTS = {
     "VOICE_WEBHOOK_ALLOWED_IPS": "",
     "VOICE_TRUSTED_PROXIES": 0,
     "VOICE_VERIFY_SESSIONS": False,
+    "VOICE_SIMULATE": "0",
+    "VOICE_FAKE_AT_PORT": 8001,
     "VOICE_FLOW_FILE": "",
     "VOICE_PUBLIC_URL": "",
     "VOICE_AGENT_NUMBERS": "",
     "LOG_LEVEL": "INFO",
+    "PORT": 8000,
     "DATABASE_URL": "",
     "DATABASE_TIMEOUT_SECONDS": 2.0,
     "MAX_CONTENT_LENGTH": 64 * 1024,
@@ -41,12 +44,36 @@ _flag.__name__ = "yes/no value"
 
 _CONVERTERS = {
     "VOICE_TRUSTED_PROXIES": int,
+    "VOICE_FAKE_AT_PORT": int,
+    "PORT": int,
     "VOICE_VERIFY_SESSIONS": _flag,
     "AT_TIMEOUT_SECONDS": float,
     "VOICE_MAX_DIALOUTS_IN_FLIGHT": int,
     "DATABASE_TIMEOUT_SECONDS": float,
     "MAX_CONTENT_LENGTH": int,
 }
+
+
+AT_CREDENTIALS = ("AT_USERNAME", "AT_API_KEY", "AT_VOICE_NUMBER")
+SIMULATED_NUMBER = "+254711000000"
+
+
+def simulated(settings):
+    """True when dial-outs go to the simulated AT: VOICE_SIMULATE=1, or =auto with AT credentials missing."""
+    mode = str(settings.get("VOICE_SIMULATE", "0")).strip().lower()
+    if mode in ("1", "true", "yes", "on"):
+        return True
+    return mode == "auto" and not all(settings.get(name) for name in AT_CREDENTIALS)
+
+
+def simulated_at_settings(settings):
+    """The AT settings that send dial-outs to the simulated AT started beside the app."""
+    return {
+        "AT_USERNAME": "simulated",
+        "AT_API_KEY": "simulated",
+        "AT_VOICE_NUMBER": settings.get("AT_VOICE_NUMBER") or SIMULATED_NUMBER,
+        "AT_VOICE_API_URL": f"http://127.0.0.1:{int(settings.get('VOICE_FAKE_AT_PORT') or 8001)}",
+    }
 
 
 def from_environ(environ):

@@ -1,0 +1,68 @@
+"""The OpenAPI contract: served by the app, and a bounded schemathesis run of generated requests against it."""
+
+import json
+
+import pytest
+import schemathesis
+from flask_migrate import upgrade
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
+
+from app import create_app
+from tests.conftest import API_KEY, AT_KEY, WEBHOOK_TOKEN
+from tests.contract import SPEC
+from voice.fake_at import FakeAT
+
+UPSTREAM_ERRORS = {"at_rejected", "at_call_failed", "at_timeout", "at_unreachable", "at_bad_response"}
+def test_the_contract_is_served_as_kept_in_the_repository(client):
+    response = client.get("/voice/openapi.json")
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    assert response.json == json.loads(SPEC.read_text())
+    assert response.json["openapi"].startswith("3.1")
+
+
+def test_every_route_is_in_the_contract(app):
+    documented = set(json.loads(SPEC.read_text())["paths"])
+    routes = {rule.rule.replace("<session_id>", "{sessionId}") for rule in app.url_map.iter_rules()
+              if rule.endpoint.startswith("voice.")}
+    assert routes == documented
+
+
+schema = schemathesis.openapi.from_path(str(SPEC))
+
+
+@pytest.fixture(scope="module")
+def contract_app(tmp_path_factory):
+    """The contract bound to the app in-process (WSGI), with a fake AT and limits high enough for a run."""
+    folder = tmp_path_factory.mktemp("contract")
+    fake = FakeAT(api_key=AT_KEY, hang_seconds=2).start()
+    app = create_app({
+        "TESTING": True, "AT_USERNAME": "contract", "AT_API_KEY": AT_KEY, "AT_VOICE_NUMBER": "+254711000000",
+        "AT_VOICE_API_URL": fake.url, "AT_TIMEOUT_SECONDS": 0.5, "VOICE_API_KEY": API_KEY,
+        "VOICE_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "DATABASE_URL": f"sqlite:///{folder / 'voice.sqlite3'}",
+        "RATELIMIT_STORAGE_URI": f"sqlite:///{folder / 'limits.sqlite3'}",
+        "VOICE_RATE_LIMIT_PER_KEY": "100000 per minute", "VOICE_RATE_LIMIT_PER_DESTINATION": "100000 per hour",
+    })
+    with app.app_context():
+        upgrade()
+    yield app
+    fake.stop()
+
+
+@schema.parametrize()
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+def test_generated_requests_keep_the_contract(case, contract_app):
+    if case.path in ("/voice/instruct", "/voice/events"):
+        case.query = dict(case.query or {}, token=WEBHOOK_TOKEN)
+    response = case.call(app=contract_app, headers={"X-API-Key": API_KEY})
+    # Status codes, content types and bodies must match the contract. A schema-valid value may
+    # still be refused with a documented 400 (a number outside every numbering plan, a bad date),
+    # and the valid key sent with every case is on purpose (refusals have their own tests).
+    case.validate_response(response, excluded_checks=[not_a_server_error, positive_data_acceptance, ignored_auth],
+                           transport_kwargs={"app": contract_app})
+    # ... and the only 5xx allowed are the documented ones: AT's failures on invoke-call, and 503s.
+    if response.status_code >= 500:
+        body = response.json()
+        assert response.status_code == 503 or (
+            case.path == "/voice/invoke-call" and body.get("error") in UPSTREAM_ERRORS), body
