@@ -13,7 +13,6 @@ from datetime import datetime
 from decimal import Decimal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 from voice.callbacks import FINAL_STATES, STATE_RANKS
@@ -70,24 +69,57 @@ class Event(db.Model):
     problems: Mapped[list | None] = mapped_column(sa.JSON)
 
 
-def _insert(table):
-    """An INSERT for the session's backend that can skip rows that would break a unique rule."""
-    dialect = db.session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+CALL_COLUMNS = [column.name for column in Call.__table__.columns]
+UPDATABLE = [name for name in CALL_COLUMNS if name not in ("id", "session_id", "created_at")]
+_JSON = sa.JSON(none_as_null=True)
+_TYPES = {"started_at": UTCDateTime, "answered_at": UTCDateTime, "ended_at": UTCDateTime, "updated_at": UTCDateTime,
+          "created_at": UTCDateTime, "received_at": UTCDateTime, "now": UTCDateTime, "amount": sa.Numeric(14, 4),
+          "recording_urls": _JSON, "payload": _JSON, "params": _JSON, "problems": _JSON}
 
 
-def _locked_call(session_id, **first_values):
-    """The call for `session_id`, created if new and locked for this transaction."""
+def _statement(sql):
+    """A textual statement with typed parameters. Built once: every callback runs these, and
+    composing Core statements anew cost more than the database work itself."""
+    statement = sa.text(sql)
+    return statement.bindparams(*(sa.bindparam(name, type_=kind) for name, kind in _TYPES.items()
+                                  if f":{name}" in sql))
+
+
+_INSERT_CALL = _statement(
+    "INSERT INTO calls (session_id, direction, caller_number, destination_number, state, started_at, created_at, "
+    "updated_at) VALUES (:session_id, :direction, :caller_number, :destination_number, :state, :started_at, :now, "
+    ":now) ON CONFLICT (session_id) DO NOTHING")
+_SELECT_CALL = sa.text(f"SELECT {', '.join(CALL_COLUMNS)} FROM calls WHERE session_id = :session_id").columns(
+    *Call.__table__.columns)
+_SELECT_CALL_LOCKED = sa.text(
+    f"SELECT {', '.join(CALL_COLUMNS)} FROM calls WHERE session_id = :session_id FOR UPDATE").columns(
+    *Call.__table__.columns)
+_UPDATE_CALL = _statement(
+    f"UPDATE calls SET {', '.join(f'{name} = :{name}' for name in UPDATABLE)} WHERE id = :id")
+_INSERT_EVENT = _statement(
+    "INSERT INTO events (call_id, source, received_at, type, fingerprint, payload, params, problems) "
+    "VALUES (:call_id, :source, :received_at, :type, :fingerprint, :payload, :params, :problems) "
+    "ON CONFLICT (call_id, fingerprint) DO NOTHING RETURNING id")
+
+
+def _locked_call(session_id, direction=None, caller_number=None, destination_number=None, state=None,
+                 started_at=None):
+    """The call for `session_id` as a dict of its columns, created if new and locked for this transaction."""
     # Insert first: a write at the start of the transaction takes SQLite's write lock at once
     # (waiting up to the busy timeout), and on PostgreSQL two hosts racing on a new call agree.
-    db.session.execute(
-        _insert(Call.__table__)
-        .values(session_id=session_id, created_at=utcnow(), updated_at=utcnow(), **first_values)
-        .on_conflict_do_nothing(index_elements=["session_id"])
-    )
-    return db.session.execute(
-        sa.select(Call).where(Call.session_id == session_id).with_for_update()
-    ).scalar_one()
+    now = utcnow()
+    db.session.execute(_INSERT_CALL, {
+        "session_id": session_id, "direction": direction, "caller_number": caller_number,
+        "destination_number": destination_number, "state": state, "started_at": started_at, "now": now})
+    locked = _SELECT_CALL_LOCKED if db.session.get_bind().dialect.name == "postgresql" else _SELECT_CALL
+    return dict(db.session.execute(locked, {"session_id": session_id}).one()._mapping)
+
+
+def _save(call, before):
+    """Write the call's columns back if any changed."""
+    if any(call[name] != before[name] for name in UPDATABLE):
+        db.session.execute(_UPDATE_CALL, {**{name: call[name] for name in UPDATABLE}, "updated_at": utcnow(),
+                                          "id": call["id"]})
 
 
 def _add_event(call, source, kind, payload, params=None, problems=None, received_at=None):
@@ -95,15 +127,9 @@ def _add_event(call, source, kind, payload, params=None, problems=None, received
     fingerprint = hashlib.sha256(
         json.dumps([payload, params or {}], sort_keys=True, default=str).encode("utf-8")
     ).hexdigest()
-    result = db.session.execute(
-        _insert(Event.__table__)
-        .values(
-            call_id=call.id, source=source, received_at=received_at or utcnow(), type=kind,
-            fingerprint=fingerprint, payload=payload, params=params or None, problems=problems or None,
-        )
-        .on_conflict_do_nothing(index_elements=["call_id", "fingerprint"])
-        .returning(Event.__table__.c.id)
-    )
+    result = db.session.execute(_INSERT_EVENT, {
+        "call_id": call["id"], "source": source, "received_at": received_at or utcnow(), "type": kind,
+        "fingerprint": fingerprint, "payload": payload, "params": params or None, "problems": problems or None})
     # rowcount is not reliable for INSERT ... ON CONFLICT across drivers; RETURNING is.
     return result.scalar_one_or_none() is not None
 
@@ -124,40 +150,35 @@ def _rank(state):
 
 
 def _apply(call, note, received_at):
-    """Fold a notification into its call without moving the state backwards or erasing figures."""
-    if note.direction and not call.direction:
-        call.direction = note.direction
+    """Fold a notification into a call's columns without moving the state backwards or erasing figures."""
+    call["direction"] = call["direction"] or note.direction
     # AT names the phone user callerNumber and our AT number destinationNumber in both
     # directions; a call record says who called whom.
-    direction = call.direction or note.direction
     person, ours = note.caller, note.destination
-    caller, destination = (ours, person) if direction == "Outbound" else (person, ours)
-    call.caller_number = call.caller_number or caller
-    call.destination_number = call.destination_number or destination
+    caller, destination = (ours, person) if call["direction"] == "Outbound" else (person, ours)
+    call["caller_number"] = call["caller_number"] or caller
+    call["destination_number"] = call["destination_number"] or destination
 
-    current_rank = _rank(call.state)
-    new_rank = _rank(note.state)
-    if note.state and call.state not in FINAL_STATES and new_rank >= current_rank:
-        call.state = note.state
-    if note.state in ("Answered", "Active") and call.answered_at is None:
-        call.answered_at = received_at
+    if note.state and call["state"] not in FINAL_STATES and _rank(note.state) >= _rank(call["state"]):
+        call["state"] = note.state
+    if call["answered_at"] is None and (note.state in ("Answered", "Active") or note.digits):
+        call["answered_at"] = received_at
     if note.started_at is not None:
-        call.started_at = note.started_at
-    elif call.started_at is None:
-        call.started_at = received_at
-    if note.is_final and call.ended_at is None:
-        call.ended_at = received_at
+        call["started_at"] = note.started_at
+    elif call["started_at"] is None:
+        call["started_at"] = received_at
+    if note.is_final and call["ended_at"] is None:
+        call["ended_at"] = received_at
 
-    for attribute, value in (
+    for column, value in (
         ("duration_seconds", note.duration), ("amount", note.amount), ("currency_code", note.currency),
         ("hangup_cause", note.hangup_cause), ("status", note.status), ("last_digits", note.digits),
     ):
         if value is not None:
-            setattr(call, attribute, value)
-    if note.digits and call.answered_at is None:
-        call.answered_at = received_at
-    if note.recording_url and note.recording_url not in (call.recording_urls or []):
-        call.recording_urls = ((call.recording_urls or []) + [note.recording_url])[-MAX_RECORDINGS:]
+            call[column] = value
+    recordings = call["recording_urls"] or []
+    if note.recording_url and note.recording_url not in recordings:
+        call["recording_urls"] = (recordings + [note.recording_url])[-MAX_RECORDINGS:]
 
 
 def record_notification(note, source, payload, params=None):
@@ -171,10 +192,12 @@ def record_notification(note, source, payload, params=None):
         call = _locked_call(note.session_id)
         if not _add_event(call, source, event_type(note), payload, params, note.problems, received_at):
             return False
+        before = dict(call)
         _apply(call, note, received_at)
+        _save(call, before)
         return True
 
-    return guarded(work)
+    return guarded(work, write=True)
 
 
 def record_dialout(answer, caller_number, requested_by):
@@ -190,13 +213,14 @@ def record_dialout(answer, caller_number, requested_by):
                 session_id, direction="Outbound", caller_number=caller_number,
                 destination_number=entry.get("phoneNumber"), state="Queued", started_at=utcnow(),
             )
-            call.requested_by = requested_by
-            call.queue_status = entry.get("status")
+            before = dict(call)
+            call.update(requested_by=requested_by, queue_status=entry.get("status"))
+            _save(call, before)
             _add_event(call, "invoke-call", "Queued", entry)
             stored.append(session_id)
         return stored
 
-    return guarded(work)
+    return guarded(work, write=True)
 
 
 def payload_of(form):
