@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test venv
+.PHONY: run test bench venv
 
 venv: $(VENV)/.installed
 
@@ -21,3 +21,9 @@ run: venv .env
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The benchmark: the service and a bare Flask app under the same gunicorn settings, driven by wrk.
+bench: venv
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } \
+		|| { echo "make bench needs wrk (Debian: apt-get install wrk)"; exit 1; }
+	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -33,9 +33,9 @@ KEY = "bench-key"
 
 
 def start(command, env, cwd):
-    """A gunicorn process, up and answering."""
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    return process
+    """A gunicorn process, its output in cwd/gunicorn.log."""
+    with open(Path(cwd) / "gunicorn.log", "ab") as output:
+        return subprocess.Popen(command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT)
 
 
 def stop(process):

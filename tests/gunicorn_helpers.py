@@ -35,12 +35,12 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def wait_until_up(url, process, seconds=30):
+def wait_until_up(url, process, seconds=30, log=None):
     """Return once `url` answers 200; fail if the process dies or the time runs out."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError("gunicorn exited early: " + process.stdout.read().decode(errors="replace"))
+            raise AssertionError("gunicorn exited early: " + (Path(log).read_text() if log else ""))
         try:
             if requests.get(url, timeout=5).status_code == 200:
                 return
@@ -72,16 +72,26 @@ def service_env(workdir, fake_at_url, **changes):
     return env
 
 
+def log_of(workdir):
+    """What the served service wrote to stdout and stderr."""
+    return (Path(workdir) / "gunicorn.log").read_text(errors="replace")
+
+
 @contextmanager
 def served(env, workdir, migrate=True):
-    """Run the Procfile's release (once) and web commands with `env`; yield the base URL and process."""
+    """Run the Procfile's release (once) and web commands with `env`; yield the base URL and process.
+
+    The output goes to workdir/gunicorn.log (see log_of), never to a pipe nobody reads: a full
+    pipe blocks every worker on its next log line.
+    """
     if migrate:
         subprocess.run(procfile_command("release"), cwd=workdir, env=env, check=True, capture_output=True)
-    process = subprocess.Popen(procfile_command(), cwd=workdir, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = Path(workdir) / "gunicorn.log"
+    with open(log, "ab") as output:
+        process = subprocess.Popen(procfile_command(), cwd=workdir, env=env, stdout=output, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{env['PORT']}"
     try:
-        wait_until_up(base + "/voice/", process)
+        wait_until_up(base + "/voice/", process, log=log)
         yield base, process
     finally:
         process.terminate()

@@ -9,7 +9,7 @@ import requests
 from werkzeug.serving import make_server
 
 from tests.conftest import API_KEY, WEBHOOK_TOKEN
-from tests.gunicorn_helpers import free_port, served, service_env
+from tests.gunicorn_helpers import free_port, log_of, served, service_env
 from voice.simulator import SimulatedCall, SimulationError, check_document
 
 KEY = {"X-API-Key": API_KEY}
@@ -145,7 +145,7 @@ def offline_env(tmp_path):
 
 
 def test_offline_mode_places_a_simulated_call_that_walks_the_flow_into_the_history(tmp_path):
-    with served(offline_env(tmp_path), tmp_path) as (base, process):
+    with served(offline_env(tmp_path), tmp_path) as (base, _):
         assert requests.get(base + "/voice/", timeout=5).json()["mode"] == "simulated"
         deadline = time.monotonic() + 20
         while True:  # the simulated AT starts beside the app
@@ -173,18 +173,16 @@ def test_offline_mode_places_a_simulated_call_that_walks_the_flow_into_the_histo
                 break
             time.sleep(0.3)
         assert call["state"] == "NotAnswered" and call["hangupCause"] == "USER_BUSY"
-        process.terminate()
-        output = process.communicate(timeout=30)[0].decode()
+    output = log_of(tmp_path)
     assert "SIMULATED Africa's Talking" in output and "To go live" in output
 
 
 def test_with_credentials_everything_is_live(tmp_path):
     env = offline_env(tmp_path)
     env.update(AT_USERNAME="acme", AT_API_KEY="key", AT_VOICE_NUMBER="+254711000000", AT_VOICE_API_URL="http://127.0.0.1:9")
-    with served(env, tmp_path) as (base, process):
+    with served(env, tmp_path) as (base, _):
         assert "mode" not in requests.get(base + "/voice/", timeout=5).json()
-        process.terminate()
-        output = process.communicate(timeout=30)[0].decode()
+    output = log_of(tmp_path)
     assert "SIMULATED" not in output and "started the simulated" not in output
 
 
