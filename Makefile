@@ -24,6 +24,6 @@ test: venv
 
 # The benchmark: the service and a bare Flask app under the same gunicorn settings, driven by wrk.
 bench: venv
-	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } \
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
 		|| { echo "make bench needs wrk (Debian: apt-get install wrk)"; exit 1; }
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -62,6 +62,24 @@ def config(fake_at, tmp_path, database_url):
     }
 
 
+@pytest.fixture(scope="module")
+def module_app(tmp_path_factory):
+    """One migrated app for a whole module of generated requests, its AT simulated, limits out of the way."""
+    fake = FakeAT(api_key=AT_KEY, hang_seconds=2).start()
+    folder = tmp_path_factory.mktemp("module")
+    app = create_app({
+        "TESTING": True, "AT_USERNAME": "testapp", "AT_API_KEY": AT_KEY, "AT_VOICE_NUMBER": "+254711000000",
+        "AT_VOICE_API_URL": fake.url, "AT_TIMEOUT_SECONDS": 0.5, "VOICE_API_KEY": API_KEY,
+        "VOICE_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "DATABASE_URL": f"sqlite:///{folder / 'voice.sqlite3'}",
+        "RATELIMIT_STORAGE_URI": f"sqlite:///{folder / 'limits.sqlite3'}",
+        "VOICE_RATE_LIMIT_PER_KEY": "1000000 per minute", "VOICE_RATE_LIMIT_PER_DESTINATION": "1000000 per hour",
+    })
+    with app.app_context():
+        upgrade()
+    yield app
+    fake.stop()
+
+
 @pytest.fixture
 def make_app(config):
     """Build apps from the test settings with some changed, each database migrated to the latest schema."""

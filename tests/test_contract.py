@@ -4,15 +4,12 @@ import json
 
 import pytest
 import schemathesis
-from flask_migrate import upgrade
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
 
-from app import create_app
-from tests.conftest import API_KEY, AT_KEY, WEBHOOK_TOKEN
+from tests.conftest import API_KEY, WEBHOOK_TOKEN
 from tests.contract import SPEC
-from voice.fake_at import FakeAT
 
 UPSTREAM_ERRORS = {"at_rejected", "at_call_failed", "at_timeout", "at_unreachable", "at_bad_response"}
 def test_the_contract_is_served_as_kept_in_the_repository(client):
@@ -33,21 +30,8 @@ schema = schemathesis.openapi.from_path(str(SPEC))
 
 
 @pytest.fixture(scope="module")
-def contract_app(tmp_path_factory):
-    """The contract bound to the app in-process (WSGI), with a fake AT and limits high enough for a run."""
-    folder = tmp_path_factory.mktemp("contract")
-    fake = FakeAT(api_key=AT_KEY, hang_seconds=2).start()
-    app = create_app({
-        "TESTING": True, "AT_USERNAME": "contract", "AT_API_KEY": AT_KEY, "AT_VOICE_NUMBER": "+254711000000",
-        "AT_VOICE_API_URL": fake.url, "AT_TIMEOUT_SECONDS": 0.5, "VOICE_API_KEY": API_KEY,
-        "VOICE_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "DATABASE_URL": f"sqlite:///{folder / 'voice.sqlite3'}",
-        "RATELIMIT_STORAGE_URI": f"sqlite:///{folder / 'limits.sqlite3'}",
-        "VOICE_RATE_LIMIT_PER_KEY": "100000 per minute", "VOICE_RATE_LIMIT_PER_DESTINATION": "100000 per hour",
-    })
-    with app.app_context():
-        upgrade()
-    yield app
-    fake.stop()
+def contract_app(module_app):
+    return module_app
 
 
 @schema.parametrize()

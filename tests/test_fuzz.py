@@ -3,13 +3,10 @@
 from urllib.parse import quote
 
 import pytest
-from flask_migrate import upgrade
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app import create_app
-from tests.conftest import AT_KEY, API_KEY, WEBHOOK_TOKEN
-from voice.fake_at import FakeAT
+from tests.conftest import API_KEY, WEBHOOK_TOKEN
 
 UPSTREAM_ERRORS = {"at_rejected", "at_call_failed", "at_timeout", "at_unreachable", "at_bad_response"}
 ROUTES = [
@@ -28,20 +25,8 @@ FIELDS = ["phone", "sessionId", "isActive", "dtmfDigits", "callSessionState", "e
 
 
 @pytest.fixture(scope="module")
-def fuzz_client(tmp_path_factory):
-    fake = FakeAT(api_key=AT_KEY, hang_seconds=2).start()
-    folder = tmp_path_factory.mktemp("fuzz")
-    app = create_app({
-        "TESTING": True, "AT_USERNAME": "fuzz", "AT_API_KEY": AT_KEY, "AT_VOICE_NUMBER": "+254711000000",
-        "AT_VOICE_API_URL": fake.url, "AT_TIMEOUT_SECONDS": 0.5, "VOICE_API_KEY": API_KEY,
-        "VOICE_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "DATABASE_URL": f"sqlite:///{folder / 'voice.sqlite3'}",
-        "RATELIMIT_STORAGE_URI": f"sqlite:///{folder / 'limits.sqlite3'}",
-        "VOICE_RATE_LIMIT_PER_KEY": "10000 per minute", "VOICE_RATE_LIMIT_PER_DESTINATION": "10000 per hour",
-    })
-    with app.app_context():
-        upgrade()
-    yield app.test_client()
-    fake.stop()
+def fuzz_client(module_app):
+    return module_app.test_client()
 
 
 values = st.one_of(st.text(max_size=40), st.sampled_from(["", "0", "1", "None", "+254712345678", "ATVId_fuzz",

@@ -144,6 +144,16 @@ def offline_env(tmp_path):
     return env
 
 
+def wait_for_state(base, session, state, seconds=20):
+    """The call `session` from the history API once it reaches `state` (or as it is when time runs out)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        call = requests.get(f"{base}/voice/calls/{session}", headers=KEY, timeout=5).json()["call"]
+        if call["state"] == state or time.monotonic() > deadline:
+            return call
+        time.sleep(0.3)
+
+
 def test_offline_mode_places_a_simulated_call_that_walks_the_flow_into_the_history(tmp_path):
     with served(offline_env(tmp_path), tmp_path) as (base, _):
         assert requests.get(base + "/voice/", timeout=5).json()["mode"] == "simulated"
@@ -155,23 +165,11 @@ def test_offline_mode_places_a_simulated_call_that_walks_the_flow_into_the_histo
             time.sleep(0.3)
         assert answer.status_code == 200, answer.text
         assert answer.json()["simulated"] is True
-        session = answer.json()["response"]["entries"][0]["sessionId"]
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            call = requests.get(f"{base}/voice/calls/{session}", headers=KEY, timeout=5).json()["call"]
-            if call["state"] == "Completed":
-                break
-            time.sleep(0.3)
+        call = wait_for_state(base, answer.json()["response"]["entries"][0]["sessionId"], "Completed")
         assert call["state"] == "Completed" and call["lastDigits"] == "1"
         assert call["durationSeconds"] > 0 and call["amount"] > 0 and call["currencyCode"] == "KES"
         unanswered = requests.post(base + "/voice/invoke-call", data={"phone": "254700000486"}, headers=KEY, timeout=15)
-        other = unanswered.json()["response"]["entries"][0]["sessionId"]
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            call = requests.get(f"{base}/voice/calls/{other}", headers=KEY, timeout=5).json()["call"]
-            if call["state"] == "NotAnswered":
-                break
-            time.sleep(0.3)
+        call = wait_for_state(base, unanswered.json()["response"]["entries"][0]["sessionId"], "NotAnswered")
         assert call["state"] == "NotAnswered" and call["hangupCause"] == "USER_BUSY"
     output = log_of(tmp_path)
     assert "SIMULATED Africa's Talking" in output and "To go live" in output
