@@ -1,4 +1,4 @@
-"""The OpenAPI contract: served by the app, and a bounded schemathesis run of generated requests against it."""
+"""The OpenAPI contract: served by the app, and a bounded schemathesis run against the app under gunicorn."""
 
 import json
 
@@ -8,8 +8,10 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
 
-from tests.conftest import API_KEY, WEBHOOK_TOKEN
+from tests.conftest import API_KEY, AT_KEY, WEBHOOK_TOKEN
 from tests.contract import SPEC
+from tests.gunicorn_helpers import served, service_env
+from voice.fake_at import FakeAT
 
 UPSTREAM_ERRORS = {"at_rejected", "at_call_failed", "at_timeout", "at_unreachable", "at_bad_response"}
 def test_the_contract_is_served_as_kept_in_the_repository(client):
@@ -30,21 +32,29 @@ schema = schemathesis.openapi.from_path(str(SPEC))
 
 
 @pytest.fixture(scope="module")
-def contract_app(module_app):
-    return module_app
+def running(tmp_path_factory):
+    """The app under gunicorn (the Procfile's command) with a fake AT, limits high enough for a generated run."""
+    folder = tmp_path_factory.mktemp("contract")
+    fake = FakeAT(api_key=AT_KEY, hang_seconds=2).start()
+    env = service_env(folder, fake.url, AT_TIMEOUT_SECONDS="1", VOICE_RATE_LIMIT_PER_KEY="1000000 per minute",
+                      VOICE_RATE_LIMIT_PER_DESTINATION="1000000 per hour")
+    try:
+        with served(env, folder) as (base, _):
+            yield base
+    finally:
+        fake.stop()
 
 
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
-def test_generated_requests_keep_the_contract(case, contract_app):
+def test_generated_requests_keep_the_contract(case, running):
     if case.path in ("/voice/instruct", "/voice/events"):
         case.query = dict(case.query or {}, token=WEBHOOK_TOKEN)
-    response = case.call(app=contract_app, headers={"X-API-Key": API_KEY})
+    response = case.call(base_url=running, headers={"X-API-Key": API_KEY}, timeout=10)
     # Status codes, content types and bodies must match the contract. A schema-valid value may
     # still be refused with a documented 400 (a number outside every numbering plan, a bad date),
     # and the valid key sent with every case is on purpose (refusals have their own tests).
-    case.validate_response(response, excluded_checks=[not_a_server_error, positive_data_acceptance, ignored_auth],
-                           transport_kwargs={"app": contract_app})
+    case.validate_response(response, excluded_checks=[not_a_server_error, positive_data_acceptance, ignored_auth])
     # ... and the only 5xx allowed are the documented ones: AT's failures on invoke-call, and 503s.
     if response.status_code >= 500:
         body = response.json()
