@@ -10,15 +10,16 @@ from voice import bp, callbacks, history, ivr, records
 from voice.auth import require_api_key, require_webhook_auth
 from voice.client import get_client
 from voice.db import StoreUnavailable
-from voice.errors import APIError, apology, json_error, xml_response, xml_route
+from voice.errors import APIError, apology, xml_response, xml_route
 from voice.phone import check_dialable, mask, normalise
 from voice.ratelimit import destination, limiter, per_destination_limit, per_key_limit
 
 log = logging.getLogger(__name__)
 
+
 @bp.get("/")
 def status():
-    """Say the service is up (and, when it is, that AT is simulated)."""
+    """Say the service is up, and whether AT is simulated."""
     body = {"service": "voice", "status": "ready"}
     if current_app.config["VOICE_MODE"] == "simulated":
         body["mode"] = "simulated"
@@ -84,9 +85,7 @@ def instruct():
     except StoreUnavailable as exc:
         log.error("instruct for %s not recorded: %s", note.session_id, exc)
         if not note.is_active:
-            # No caller is listening; a 503 makes AT send the final figures again.
-            return json_error(503, "store_unavailable", "The call store is unavailable; retry shortly.",
-                              headers={"Retry-After": "5"})
+            raise  # no caller is listening: the 503 makes AT send the final figures again
         # The caller still hears the flow; only the record of this step is missing.
     if not note.is_active:
         _log_final(note)
@@ -119,14 +118,14 @@ def events():
 def list_calls():
     """Calls, newest first, filtered by phone, direction, state and time; a page at a time."""
     calls, following = history.list_calls(request.args)
-    return _private({"calls": calls, "next": following})
+    return {"calls": calls, "next": following}
 
 
 @bp.get("/calls/stats")
 @require_api_key
 def call_stats():
     """Counts, answer rate, durations and cost of the calls in a time window."""
-    return _private(history.stats(request.args))
+    return history.stats(request.args)
 
 
 @bp.get("/calls/<session_id>")
@@ -136,14 +135,7 @@ def call_detail(session_id):
     found = history.call_with_events(session_id)
     if found is None:
         raise APIError(404, "not_found", f"No call with sessionId {session_id!r} is recorded.")
-    return _private(found)
-
-
-def _private(body):
-    """A JSON answer holding call data, which no cache may keep."""
-    response = current_app.json.response(body)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return found
 
 
 def _record(note, source):
@@ -158,7 +150,6 @@ def _record(note, source):
         g.log_detail += " duplicate"
 
 
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 MAX_CLIENT_FIELD = 64
 
 
@@ -169,7 +160,7 @@ def _client_field(name):
         if not isinstance(body, dict):
             raise APIError(400, "bad_json", "The body must be a JSON object, e.g. {\"phone\": \"254712345678\"}.")
         values = [body[name]] if name in body else request.args.getlist(name)
-    elif request.content_length and request.mimetype not in FORM_TYPES:
+    elif request.content_length and request.mimetype not in callbacks.FORM_TYPES:
         raise APIError(415, "unsupported_media_type", "Send the body as a form or as a JSON object.")
     else:
         values = request.args.getlist(name) + request.form.getlist(name)
