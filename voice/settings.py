@@ -79,7 +79,7 @@ def simulated_at_settings(settings):
 def from_environ(environ):
     """Pick the known settings out of an environment mapping, converted to their types."""
     settings = {}
-    for name, default in DEFAULTS.items():
+    for name in DEFAULTS:
         raw = environ.get(name)
         if raw is None or raw.strip() == "":
             continue
