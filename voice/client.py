@@ -58,11 +58,6 @@ class VoiceClient:
         self.timeout = (min(CONNECT_TIMEOUT, timeout), timeout)
         self._slots = threading.BoundedSemaphore(max_in_flight)
 
-    @property
-    def base_url(self):
-        """The voice API host requests go to."""
-        return self._service._baseUrl
-
     def call(self, phone):
         """Ask AT to call `phone` (E.164 with `+`) from our number; return AT's answer as a dict.
 

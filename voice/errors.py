@@ -59,23 +59,22 @@ def is_xml_route():
 REFUSALS = (401, 403, 405, 429)
 
 
+def _error(status, code, message, headers=None):
+    """The answer to a refused request: apology XML on XML routes (unless the requester itself is refused), else JSON."""
+    if is_xml_route() and status not in REFUSALS:
+        log.warning("instruct request refused (%s); answered with the apology", status)
+        return apology(status if status < 500 else 200)
+    return json_error(status, code, message, headers=headers)
+
+
 def _handle_http(exc):
-    if is_xml_route() and exc.code not in REFUSALS:
-        log.warning("instruct request refused (%s); answered with the apology", exc.code)
-        return apology(exc.code if exc.code < 500 else 200)
     code = (exc.name or "error").lower().replace(" ", "_")
-    return json_error(exc.code, code, exc.description or exc.name, headers=_extra_headers(exc))
-
-
-def _extra_headers(exc):
-    """Headers an HTTPException carries besides its content type (Allow, Retry-After...)."""
-    return {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+    headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}  # Allow, Retry-After...
+    return _error(exc.code, code, exc.description or exc.name, headers)
 
 
 def _handle_api_error(exc):
-    if is_xml_route() and exc.status not in REFUSALS:
-        return apology(exc.status if exc.status < 500 else 200)
-    return json_error(exc.status, exc.code, exc.message, headers=exc.headers)
+    return _error(exc.status, exc.code, exc.message, exc.headers)
 
 
 def _handle_store_unavailable(exc):
