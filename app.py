@@ -8,7 +8,7 @@ from dotenv import load_dotenv
 from flask import Flask, g, request
 
 from voice import bp as voice_bp
-from voice import client, db, errors, flows, ratelimit, security, settings
+from voice import client, db, errors, flows, ratelimit, records, security, settings
 from voice.cli import voice_cli
 
 access_log = logging.getLogger("voice.access")
@@ -39,6 +39,7 @@ def create_app(config=None):
     app.extensions["voice_flow"] = flows.load(app.config["VOICE_FLOW_FILE"] or None)
     client.init_app(app)
     db.init_app(app)
+    records.init_app(app)
     ratelimit.init_app(app)
     errors.register(app)
     app.register_blueprint(voice_bp)

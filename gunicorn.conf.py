@@ -53,3 +53,5 @@ def on_exit(server):
             process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             process.kill()
+
+

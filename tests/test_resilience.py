@@ -185,3 +185,19 @@ def test_a_locked_database_gives_503_on_events_xml_on_instruct_and_recovers(tmp_
                               timeout=10)
         assert again.text == "OK"
     assert "ATVId_l1" in stored_sessions(tmp_path)
+
+
+def test_instruct_records_written_behind_their_answers_are_all_stored_through_a_graceful_stop(tmp_path, fake_at_url):
+    sessions = [f"ATVId_gs{n}" for n in range(300)]
+
+    def post(session):
+        response = requests.post(f"{base}/voice/instruct?token={WEBHOOK_TOKEN}",
+                                 data=dict(ANSWERED, sessionId=session), timeout=10)
+        assert response.status_code == 200 and ET.fromstring(response.content).tag == "Response"
+
+    with served(service_env(tmp_path, fake_at_url), tmp_path) as (base, master):
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            list(pool.map(post, sessions))
+        master.send_signal(signal.SIGTERM)  # what a deploy does; served() then waits for the exit
+        master.wait(timeout=20)
+    assert set(sessions) <= stored_sessions(tmp_path)

@@ -4,8 +4,12 @@ Default: a SQLite file in the instance folder (WAL, pooled connections, a bounde
 DATABASE_URL may name PostgreSQL instead; several app hosts can then share it.
 """
 
+import contextlib
+import fcntl
 import logging
+import os
 import threading
+import time
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
@@ -97,26 +101,81 @@ def init_app(app):
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             sa.event.listen(db.engine, "connect", _sqlite_pragmas)
-            app.extensions["voice_write_lock"] = threading.Lock()
+            database = db.engine.url.database
+            if database and database != ":memory:" and not database.startswith("file:"):
+                app.extensions["voice_write_turn"] = WriteTurn(os.path.abspath(database) + ".writer-lock")
+
+
+class WriteTurn:
+    """SQLite's writers taking turns: a lock for the threads of a process, a file lock for the processes of a host.
+
+    SQLite lets one writer work at a time and makes the others poll its lock with growing sleeps
+    (its busy handler: 1, 2, 5 ... 100 ms), so under load most waiting writers sleep while the
+    lock is free, which is what made latency spike. Here threads queue on the lock, and a
+    process looks at the file lock again every 0.2 to 2 ms. The file lock dies with its process
+    (kill -9 included).
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self._threads = threading.Lock()
+        self._file = None
+        self._pid = None
+
+    @contextlib.contextmanager
+    def __call__(self, timeout):
+        deadline = time.monotonic() + timeout
+        if not self._threads.acquire(timeout=timeout):
+            raise StoreUnavailable("timed out waiting for this process's turn to write")
+        try:
+            descriptor = self._descriptor()
+            pause = 0.0002
+            while True:
+                try:
+                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise StoreUnavailable("timed out waiting for another worker's write") from None
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.002)
+            try:
+                yield
+            finally:
+                fcntl.flock(descriptor, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+    def _descriptor(self):
+        """This process's own descriptor of the lock file (a forked worker opens its own)."""
+        if self._pid != os.getpid():
+            self._file = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        return self._file
+
+
+@contextlib.contextmanager
+def write_turn(app=None):
+    """Hold this host's turn to write to SQLite (nothing to wait for on PostgreSQL)."""
+    app = app or current_app
+    turn = app.extensions.get("voice_write_turn")
+    if turn is None:
+        yield
+        return
+    with turn(float(app.config["DATABASE_TIMEOUT_SECONDS"])):
+        yield
 
 
 def guarded(work, write=False):
     """Run `work()` in the session and commit; database failures become StoreUnavailable.
 
-    On SQLite, writes of one process take turns on a lock first: threads then queue on it
-    instead of each polling SQLite's file lock with its busy handler's growing sleeps
-    (up to 100 ms a turn), which is what made latency spike under load.
+    Writes wait for their turn first (see WriteTurn).
     """
-    lock = current_app.extensions.get("voice_write_lock") if write else None
-    if lock is not None and not lock.acquire(timeout=float(current_app.config["DATABASE_TIMEOUT_SECONDS"])):
-        raise StoreUnavailable("timed out waiting for this process's turn to write")
-    try:
-        result = work()
-        db.session.commit()
-        return result
-    except sa.exc.SQLAlchemyError as exc:
-        db.session.rollback()
-        raise StoreUnavailable(str(exc).splitlines()[0]) from exc
-    finally:
-        if lock is not None:
-            lock.release()
+    with write_turn() if write else contextlib.nullcontext():
+        try:
+            result = work()
+            db.session.commit()
+            return result
+        except sa.exc.SQLAlchemyError as exc:
+            db.session.rollback()
+            raise StoreUnavailable(str(exc).splitlines()[0]) from exc

@@ -21,18 +21,23 @@ class FlowProblem(Exception):
     """A callback the flow cannot answer (unknown step, failed Python step); the caller hears the apology."""
 
 
+XML_CACHE_SIZE = 1024
+
+
 def step_url(step, **params):
     """The absolute /voice/instruct URL that continues the call at `step`, with the webhook token."""
     query = {"step": step, **{k: v for k, v in params.items() if v is not None}}
     token = current_app.config.get("VOICE_WEBHOOK_TOKEN")
     if token:
         query["token"] = token
+    return _instruct_url() + "?" + urlencode(query)
+
+
+def _instruct_url():
     public = current_app.config.get("VOICE_PUBLIC_URL")
     if public:
-        base = public.rstrip("/") + url_for("voice.instruct")
-    else:
-        base = url_for("voice.instruct", _external=True)
-    return base + "?" + urlencode(query)
+        return public.rstrip("/") + url_for("voice.instruct")
+    return url_for("voice.instruct", _external=True)
 
 
 def answer(flow, note, args, fields):
@@ -42,7 +47,7 @@ def answer(flow, note, args, fields):
     if step is None:
         raise FlowProblem(f"callback names unknown step {name[:64]!r}")
     if step.menu is None:
-        return voicexml.render(step_actions(flow, step, fields), step_url)
+        return _play(flow, step, fields)
     attempt = _attempt(args.get("attempt"))
     if args.get("input") == "none":
         return _retry_or_fail(flow, step, attempt, step.menu.no_input, fields)
@@ -52,9 +57,33 @@ def answer(flow, note, args, fields):
             keys = keys.removesuffix(step.menu.finish_key)
         target = step.menu.options.get(keys)
         if target is not None:
-            return voicexml.render(step_actions(flow, flow.steps[target], fields), step_url)
+            return _play(flow, flow.steps[target], fields)
         return _retry_or_fail(flow, step, attempt, step.menu.invalid, fields)
-    return voicexml.render(_menu(step, attempt), step_url)
+    return _fixed(("menu", step.name, attempt, None), lambda: _menu(step, attempt))
+
+
+def _fixed(key, actions):
+    """The XML of `actions()`, which depend on `key` alone: rendered once per key and callback address.
+
+    Most callbacks play a menu or fixed step, so this spares building the same document for
+    each of them. The address is part of the key (without VOICE_PUBLIC_URL it follows the Host
+    header), and the cache is bounded.
+    """
+    cache = current_app.extensions.setdefault("voice_xml_cache", {})
+    key = (key, _instruct_url())
+    xml = cache.get(key)
+    if xml is None:
+        if len(cache) >= XML_CACHE_SIZE:
+            cache.clear()
+        xml = cache[key] = voicexml.render(actions(), step_url)
+    return xml
+
+
+def _play(flow, step, fields):
+    """The XML of a step played from its start; a Python step is asked anew each time."""
+    if step.actions is None and step.menu is None:
+        return voicexml.render(step_actions(flow, step, fields), step_url)
+    return _fixed(("step", step.name), lambda: step_actions(flow, step, fields))
 
 
 def _attempt(raw):
@@ -64,11 +93,14 @@ def _attempt(raw):
 def _retry_or_fail(flow, step, attempt, notice, fields):
     """The menu again with `notice`, or the menu's onFail step once its retries are used up."""
     if attempt <= step.menu.retries:
-        return voicexml.render(_menu(step, attempt + 1, notice), step_url)
+        return _fixed(("menu", step.name, attempt + 1, notice), lambda: _menu(step, attempt + 1, notice))
     said = [Action("Say", text=notice)]
     if step.menu.on_fail is None:
-        return voicexml.render(said + [Action("Say", text="Goodbye.")], step_url)
-    return voicexml.render(said + step_actions(flow, flow.steps[step.menu.on_fail], fields), step_url)
+        return _fixed(("fail", step.name, notice), lambda: said + [Action("Say", text="Goodbye.")])
+    on_fail = flow.steps[step.menu.on_fail]
+    if on_fail.actions is None and on_fail.menu is None:
+        return voicexml.render(said + step_actions(flow, on_fail, fields), step_url)
+    return _fixed(("fail", step.name, notice), lambda: said + step_actions(flow, on_fail, fields))
 
 
 def _menu(step, attempt, notice=None):

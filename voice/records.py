@@ -13,10 +13,12 @@ from datetime import datetime
 from decimal import Decimal
 
 import sqlalchemy as sa
+from flask import current_app
 from sqlalchemy.orm import Mapped, mapped_column
 
 from voice.callbacks import FINAL_STATES, STATE_RANKS
 from voice.db import UTCDateTime, db, guarded, utcnow
+from voice.writer import GroupWriter
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +126,7 @@ def _save(call, before):
 
 def _add_event(call, source, kind, payload, params=None, problems=None, received_at=None):
     """Store an event unless the same one is stored already; True when it was new."""
-    fingerprint = hashlib.sha256(
-        json.dumps([payload, params or {}], sort_keys=True, default=str).encode("utf-8")
-    ).hexdigest()
+    fingerprint = _fingerprint(payload, params)
     result = db.session.execute(_INSERT_EVENT, {
         "call_id": call["id"], "source": source, "received_at": received_at or utcnow(), "type": kind,
         "fingerprint": fingerprint, "payload": payload, "params": params or None, "problems": problems or None})
@@ -181,23 +181,93 @@ def _apply(call, note, received_at):
         call["recording_urls"] = (recordings + [note.recording_url])[-MAX_RECORDINGS:]
 
 
-def record_notification(note, source, payload, params=None):
+def init_app(app):
+    """Give the app its group writer of notifications (a thread per process, started on first use)."""
+    app.extensions["voice_writer"] = GroupWriter(app, store_notifications)
+
+
+def record_notification(note, source, payload, params=None, wait=True):
     """Store an AT notification and fold it into its call; True if new, False if a duplicate.
 
-    Raises StoreUnavailable when the database fails; nothing is half-written then.
+    The process's group writer stores it together with the other notifications waiting at that
+    moment. With `wait` this returns once their transaction has committed, and raises
+    StoreUnavailable when the database fails (nothing is half-written then); without, it returns
+    None at once and the notification is stored within milliseconds (see voice/writer.py).
     """
+    return current_app.extensions["voice_writer"].submit((note, source, payload, params or None), wait=wait)
 
-    def work():
-        received_at = utcnow()
-        call = _locked_call(note.session_id)
-        if not _add_event(call, source, event_type(note), payload, params, note.problems, received_at):
-            return False
-        before = dict(call)
-        _apply(call, note, received_at)
-        _save(call, before)
-        return True
 
-    return guarded(work, write=True)
+def settle():
+    """Wait, within the database bound, until what this process has answered is stored, so a read sees it."""
+    current_app.extensions["voice_writer"].drain(float(current_app.config["DATABASE_TIMEOUT_SECONDS"]))
+
+
+_NEW_CALLS = _statement(
+    "INSERT INTO calls (session_id, created_at, updated_at) VALUES (:session_id, :now, :now) "
+    "ON CONFLICT (session_id) DO NOTHING")
+
+
+def _batch_calls(lock=""):
+    return sa.text(f"SELECT {', '.join(CALL_COLUMNS)} FROM calls WHERE session_id IN :session_ids "
+                   f"ORDER BY session_id{lock}").bindparams(
+        sa.bindparam("session_ids", expanding=True)).columns(*Call.__table__.columns)
+
+
+# On PostgreSQL, another host's batch touching the same calls waits for this one.
+_SELECT_CALLS = {"sqlite": _batch_calls(), "postgresql": _batch_calls(" FOR UPDATE")}
+_KNOWN_EVENTS = sa.text(
+    "SELECT events.call_id, events.fingerprint FROM events JOIN calls ON calls.id = events.call_id "
+    "WHERE calls.session_id IN :session_ids AND events.fingerprint IN :fingerprints"
+).bindparams(sa.bindparam("session_ids", expanding=True), sa.bindparam("fingerprints", expanding=True))
+_STORE_EVENT = _statement(
+    "INSERT INTO events (call_id, source, received_at, type, fingerprint, payload, params, problems) "
+    "VALUES (:call_id, :source, :received_at, :type, :fingerprint, :payload, :params, :problems) "
+    "ON CONFLICT (call_id, fingerprint) DO NOTHING")
+
+
+def _fingerprint(payload, params):
+    return hashlib.sha256(json.dumps([payload, params or {}], sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+def store_notifications(items):
+    """Store a batch of (note, source, payload, params) in the session, in order; [True if new] for each.
+
+    A handful of statements for the whole batch: create the calls not seen before, read (and
+    on PostgreSQL lock) them, find which events are stored already, then insert the new events
+    and write back the calls they changed. Calls are taken in sessionId order, so two hosts'
+    batches on PostgreSQL cannot deadlock.
+    """
+    now = utcnow()
+    session_ids = sorted({note.session_id for note, _, _, _ in items})
+    db.session.execute(_NEW_CALLS, [{"session_id": session_id, "now": now} for session_id in session_ids])
+    select_calls = _SELECT_CALLS[db.session.get_bind().dialect.name]
+    calls = {row.session_id: dict(row._mapping)
+             for row in db.session.execute(select_calls, {"session_ids": session_ids})}
+    before = {session_id: dict(call) for session_id, call in calls.items()}
+    fingerprints = [_fingerprint(payload, params) for _, _, payload, params in items]
+    known = {tuple(row) for row in db.session.execute(_KNOWN_EVENTS, {
+        "session_ids": session_ids, "fingerprints": sorted(set(fingerprints))})}
+
+    results, new_events = [], []
+    for (note, source, payload, params), fingerprint in zip(items, fingerprints):
+        call = calls[note.session_id]
+        if (call["id"], fingerprint) in known:
+            results.append(False)
+            continue
+        known.add((call["id"], fingerprint))
+        new_events.append({"call_id": call["id"], "source": source, "received_at": now, "type": event_type(note),
+                           "fingerprint": fingerprint, "payload": payload, "params": params,
+                           "problems": note.problems or None})
+        _apply(call, note, now)
+        results.append(True)
+    if new_events:
+        db.session.execute(_STORE_EVENT, new_events)
+    changed = [{**{name: call[name] for name in UPDATABLE}, "updated_at": now, "id": call["id"]}
+               for session_id, call in calls.items()
+               if any(call[name] != before[session_id][name] for name in UPDATABLE)]
+    if changed:
+        db.session.execute(_UPDATE_CALL, changed)
+    return results
 
 
 def record_dialout(answer, caller_number, requested_by):

@@ -117,6 +117,7 @@ def events():
 @require_api_key
 def list_calls():
     """Calls, newest first, filtered by phone, direction, state and time; a page at a time."""
+    records.settle()
     calls, following = history.list_calls(request.args)
     return {"calls": calls, "next": following}
 
@@ -125,6 +126,7 @@ def list_calls():
 @require_api_key
 def call_stats():
     """Counts, answer rate, durations and cost of the calls in a time window."""
+    records.settle()
     return history.stats(request.args)
 
 
@@ -132,6 +134,7 @@ def call_stats():
 @require_api_key
 def call_detail(session_id):
     """One call and its events in arrival order."""
+    records.settle()
     found = history.call_with_events(session_id)
     if found is None:
         raise APIError(404, "not_found", f"No call with sessionId {session_id!r} is recorded.")
@@ -146,7 +149,10 @@ def _record(note, source):
                         source, note.session_id, request.remote_addr)
             raise APIError(403, "unknown_session", "This outbound sessionId was not created by this service.")
     params = {key: value for key, value in request.args.items() if key != "token"}
-    if not records.record_notification(note, source, records.payload_of(request.form), params):
+    # AT waits on an active call's instruct callback while the caller hears silence: its record
+    # is written behind the answer. Everything else is acknowledged only once stored.
+    wait = not (source == "instruct" and note.is_active)
+    if records.record_notification(note, source, records.payload_of(request.form), params, wait=wait) is False:
         g.log_detail += " duplicate"
 
 
