@@ -53,5 +53,3 @@ def on_exit(server):
             process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             process.kill()
-
-
