@@ -97,6 +97,8 @@ def parse_request(request):
 
 def parse(form):
     """Read an AT notification from form fields; raise Malformed without a usable sessionId."""
+    # A plain dict: a missing key in werkzeug's MultiDict costs an exception, and most fields are absent.
+    form = dict(form.items())
     session_id = (form.get("sessionId") or "").strip()
     if not session_id:
         raise Malformed("sessionId is required")
