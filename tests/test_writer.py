@@ -159,10 +159,13 @@ def test_a_database_that_is_away_fails_the_waiting_and_retries_the_written_behin
     assert sum("waited" in batch for batch in store.batches) == 1  # its caller heard the failure: no retry
 
 
-def test_write_behind_turns_into_waiting_when_the_writer_falls_too_far_behind(app, monkeypatch):
-    monkeypatch.setattr(writer, "MAX_BEHIND", 0)
-    group = GroupWriter(app, FakeStore())
-    assert group.submit("x", wait=False) == "stored x"
+def test_write_behind_waits_like_the_others_when_the_writer_is_too_far_behind(app, monkeypatch):
+    monkeypatch.setattr(writer, "MAX_BEHIND", 1)
+    store = FakeStore(delay=0.2)
+    group = GroupWriter(app, store)
+    assert group.submit("first", wait=False) is None
+    assert group.submit("second", wait=False) == "stored second"  # held until stored: the queue stays bounded
+    assert [item for batch in store.batches for item in batch] == ["first", "second"]
 
 
 def test_drain_waits_for_what_was_handed_over(app):
