@@ -31,7 +31,7 @@ from voice.db import StoreUnavailable, db, write_turn
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 64
-MAX_BEHIND = 128  # items not yet stored before write-behind callers wait for theirs as well
+MAX_BEHIND = 32  # items not yet stored before write-behind callers wait for theirs as well
 IDLE_SECONDS = 30  # an idle writer thread ends; the next request starts another
 DRAIN_SECONDS = 10  # how long a stopping worker waits for what is still queued
 RETRY_SECONDS = 60  # how long an unacknowledged item is tried again while the database is away
