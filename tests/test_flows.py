@@ -142,6 +142,14 @@ def test_the_default_flow_starts_with_its_menu_and_a_no_input_path(default_clien
     assert root[0].get("numDigits") == "1"
 
 
+def test_callback_urls_follow_each_requests_host_when_no_public_url_is_set(client):
+    # Rendered menus are kept per callback address: one host's URLs never reach another's callers.
+    for host in ("voice-a.example.com", "voice-b.example.com", "voice-a.example.com"):
+        root = xml(client.post(INSTRUCT, data=CALL, base_url=f"https://{host}"))
+        assert root[0].get("callbackUrl").startswith(f"https://{host}/voice/instruct?")
+        assert root[1].text.startswith(f"https://{host}/voice/instruct?")
+
+
 def test_a_valid_choice_plays_its_step(default_client):
     menu = xml(default_client.post(INSTRUCT, data=CALL))
     root = xml(default_client.post(follow(menu[0].get("callbackUrl")), data=dict(CALL, dtmfDigits="1")))
