@@ -175,3 +175,22 @@ def test_drain_waits_for_what_was_handed_over(app):
         group.submit(n, wait=False)
     assert group.drain(5)
     assert sorted(item for batch in store.batches for item in batch) == [0, 1, 2]
+
+
+def test_a_bug_in_the_writer_fails_its_batch_at_once_and_the_writer_goes_on(app, monkeypatch):
+    group = GroupWriter(app, FakeStore())
+    broken = {"once": True}
+    original = group._commit
+
+    def commit_once_broken(batch):
+        if broken.pop("once", False):
+            raise RuntimeError("a bug outside the store")
+        return original(batch)
+
+    monkeypatch.setattr(group, "_commit", commit_once_broken)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="unexpected error"):
+        group.submit("first")
+    assert time.monotonic() - started < 1  # told at once, not at the end of the wait
+    assert group.submit("next") == "stored next"
+    assert group.drain(1)

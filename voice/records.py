@@ -183,7 +183,8 @@ def _apply(call, note, received_at):
 
 def init_app(app):
     """Give the app its group writer of notifications (a thread per process, started on first use)."""
-    app.extensions["voice_writer"] = GroupWriter(app, store_notifications)
+    app.extensions["voice_writer"] = GroupWriter(
+        app, store_notifications, describe=lambda item: f"{item[1]} notification for {item[0].session_id}")
 
 
 def record_notification(note, source, payload, params=None, wait=True):

@@ -54,9 +54,10 @@ class _Pending:
 class GroupWriter:
     """Runs `store(items) -> results` for queued items, a batch per transaction, in one thread per process."""
 
-    def __init__(self, app, store):
+    def __init__(self, app, store, describe=repr):
         self.app = app
         self.store = store
+        self.describe = describe  # names an item in the log when nobody waits to hear of its failure
         self._lock = threading.Lock()
         self._queue = None
         self._thread = None
@@ -109,13 +110,21 @@ class GroupWriter:
         return True
 
     def _run(self, waiting):
+        try:
+            self._serve(waiting)
+        finally:  # however it ends, the next submit starts a writer again
+            with self._lock:
+                if self._thread is threading.current_thread():
+                    self._thread = None
+
+    def _serve(self, waiting):
         with self.app.app_context():
             while True:
                 try:
                     batch = [waiting.get(timeout=IDLE_SECONDS)]
                 except queue.Empty:
                     with self._lock:
-                        if waiting.empty():
+                        if waiting.empty():  # under the lock: a submit now starts a new writer
                             self._thread = None
                             return
                     continue
@@ -124,7 +133,14 @@ class GroupWriter:
                         batch.append(waiting.get_nowait())
                     except queue.Empty:
                         break
-                again = self._commit(batch)
+                try:
+                    again = self._commit(batch)
+                except Exception as exc:  # a bug of ours: fail this batch, keep the writer
+                    log.exception("the writer failed a batch of %d", len(batch))
+                    again = []
+                    for pending in batch:
+                        pending.error = StoreUnavailable(f"unexpected error: {exc!r}")
+                        self._finish(pending)
                 for pending in again:
                     waiting.put(pending)
                 with self._lock:
@@ -180,10 +196,8 @@ class GroupWriter:
         for pending, result in zip(batch, results):
             pending.result = result
 
-    @staticmethod
-    def _finish(pending):
+    def _finish(self, pending):
         if pending.done is not None:
             pending.done.set()
         elif pending.error is not None:  # nobody is waiting to hear it: say it here
-            note, source = pending.item[0], pending.item[1]
-            log.error("%s notification for %s not recorded: %s", source, note.session_id, pending.error)
+            log.error("%s not recorded: %s", self.describe(pending.item), pending.error)
