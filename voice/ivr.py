@@ -81,7 +81,7 @@ def _fixed(key, actions):
 
 def _play(flow, step, fields):
     """The XML of a step played from its start; a Python step is asked anew each time."""
-    if step.actions is None and step.menu is None:
+    if step.python is not None:
         return voicexml.render(step_actions(flow, step, fields), step_url)
     return _fixed(("step", step.name), lambda: step_actions(flow, step, fields))
 
@@ -98,7 +98,7 @@ def _retry_or_fail(flow, step, attempt, notice, fields):
     if step.menu.on_fail is None:
         return _fixed(("fail", step.name, notice), lambda: said + [Action("Say", text="Goodbye.")])
     on_fail = flow.steps[step.menu.on_fail]
-    if on_fail.actions is None and on_fail.menu is None:
+    if on_fail.python is not None:
         return voicexml.render(said + step_actions(flow, on_fail, fields), step_url)
     return _fixed(("fail", step.name, notice), lambda: said + step_actions(flow, on_fail, fields))
 
