@@ -91,17 +91,29 @@ _INSERT_CALL = _statement(
     "INSERT INTO calls (session_id, direction, caller_number, destination_number, state, started_at, created_at, "
     "updated_at) VALUES (:session_id, :direction, :caller_number, :destination_number, :state, :started_at, :now, "
     ":now) ON CONFLICT (session_id) DO NOTHING")
-_SELECT_CALL = sa.text(f"SELECT {', '.join(CALL_COLUMNS)} FROM calls WHERE session_id = :session_id").columns(
-    *Call.__table__.columns)
-_SELECT_CALL_LOCKED = sa.text(
-    f"SELECT {', '.join(CALL_COLUMNS)} FROM calls WHERE session_id = :session_id FOR UPDATE").columns(
-    *Call.__table__.columns)
 _UPDATE_CALL = _statement(
     f"UPDATE calls SET {', '.join(f'{name} = :{name}' for name in UPDATABLE)} WHERE id = :id")
-_INSERT_EVENT = _statement(
-    "INSERT INTO events (call_id, source, received_at, type, fingerprint, payload, params, problems) "
-    "VALUES (:call_id, :source, :received_at, :type, :fingerprint, :payload, :params, :problems) "
-    "ON CONFLICT (call_id, fingerprint) DO NOTHING RETURNING id")
+_EVENT_SQL = ("INSERT INTO events (call_id, source, received_at, type, fingerprint, payload, params, problems) "
+              "VALUES (:call_id, :source, :received_at, :type, :fingerprint, :payload, :params, :problems) "
+              "ON CONFLICT (call_id, fingerprint) DO NOTHING")
+_STORE_EVENT = _statement(_EVENT_SQL)
+_INSERT_EVENT = _statement(_EVENT_SQL + " RETURNING id")  # one event, to learn whether it was new
+
+
+def _calls_query(lock=""):
+    return sa.text(f"SELECT {', '.join(CALL_COLUMNS)} FROM calls WHERE session_id IN :session_ids "
+                   f"ORDER BY session_id{lock}").bindparams(
+        sa.bindparam("session_ids", expanding=True)).columns(*Call.__table__.columns)
+
+
+# On PostgreSQL, another host's transaction touching the same calls waits for this one.
+_SELECT_CALLS = {"sqlite": _calls_query(), "postgresql": _calls_query(" FOR UPDATE")}
+
+
+def _read_calls(session_ids):
+    """The calls of `session_ids` as dicts of their columns by sessionId, locked on PostgreSQL."""
+    query = _SELECT_CALLS[db.session.get_bind().dialect.name]
+    return {row.session_id: dict(row._mapping) for row in db.session.execute(query, {"session_ids": session_ids})}
 
 
 def _locked_call(session_id, direction=None, caller_number=None, destination_number=None, state=None,
@@ -113,15 +125,21 @@ def _locked_call(session_id, direction=None, caller_number=None, destination_num
     db.session.execute(_INSERT_CALL, {
         "session_id": session_id, "direction": direction, "caller_number": caller_number,
         "destination_number": destination_number, "state": state, "started_at": started_at, "now": now})
-    locked = _SELECT_CALL_LOCKED if db.session.get_bind().dialect.name == "postgresql" else _SELECT_CALL
-    return dict(db.session.execute(locked, {"session_id": session_id}).one()._mapping)
+    return _read_calls([session_id])[session_id]
+
+
+def _changes(call, before, now):
+    """The UPDATE parameters writing `call` back, or None when none of its columns changed."""
+    if all(call[name] == before[name] for name in UPDATABLE):
+        return None
+    return {**{name: call[name] for name in UPDATABLE}, "updated_at": now, "id": call["id"]}
 
 
 def _save(call, before):
     """Write the call's columns back if any changed."""
-    if any(call[name] != before[name] for name in UPDATABLE):
-        db.session.execute(_UPDATE_CALL, {**{name: call[name] for name in UPDATABLE}, "updated_at": utcnow(),
-                                          "id": call["id"]})
+    changes = _changes(call, before, utcnow())
+    if changes is not None:
+        db.session.execute(_UPDATE_CALL, changes)
 
 
 def _add_event(call, source, kind, payload, params=None, problems=None, received_at=None):
@@ -206,24 +224,10 @@ def settle():
 _NEW_CALLS = _statement(
     "INSERT INTO calls (session_id, created_at, updated_at) VALUES (:session_id, :now, :now) "
     "ON CONFLICT (session_id) DO NOTHING")
-
-
-def _batch_calls(lock=""):
-    return sa.text(f"SELECT {', '.join(CALL_COLUMNS)} FROM calls WHERE session_id IN :session_ids "
-                   f"ORDER BY session_id{lock}").bindparams(
-        sa.bindparam("session_ids", expanding=True)).columns(*Call.__table__.columns)
-
-
-# On PostgreSQL, another host's batch touching the same calls waits for this one.
-_SELECT_CALLS = {"sqlite": _batch_calls(), "postgresql": _batch_calls(" FOR UPDATE")}
 _KNOWN_EVENTS = sa.text(
     "SELECT events.call_id, events.fingerprint FROM events JOIN calls ON calls.id = events.call_id "
     "WHERE calls.session_id IN :session_ids AND events.fingerprint IN :fingerprints"
 ).bindparams(sa.bindparam("session_ids", expanding=True), sa.bindparam("fingerprints", expanding=True))
-_STORE_EVENT = _statement(
-    "INSERT INTO events (call_id, source, received_at, type, fingerprint, payload, params, problems) "
-    "VALUES (:call_id, :source, :received_at, :type, :fingerprint, :payload, :params, :problems) "
-    "ON CONFLICT (call_id, fingerprint) DO NOTHING")
 
 
 def _fingerprint(payload, params):
@@ -241,9 +245,7 @@ def store_notifications(items):
     now = utcnow()
     session_ids = sorted({note.session_id for note, _, _, _ in items})
     db.session.execute(_NEW_CALLS, [{"session_id": session_id, "now": now} for session_id in session_ids])
-    select_calls = _SELECT_CALLS[db.session.get_bind().dialect.name]
-    calls = {row.session_id: dict(row._mapping)
-             for row in db.session.execute(select_calls, {"session_ids": session_ids})}
+    calls = _read_calls(session_ids)
     before = {session_id: dict(call) for session_id, call in calls.items()}
     fingerprints = [_fingerprint(payload, params) for _, _, payload, params in items]
     known = {tuple(row) for row in db.session.execute(_KNOWN_EVENTS, {
@@ -263,9 +265,8 @@ def store_notifications(items):
         results.append(True)
     if new_events:
         db.session.execute(_STORE_EVENT, new_events)
-    changed = [{**{name: call[name] for name in UPDATABLE}, "updated_at": now, "id": call["id"]}
-               for session_id, call in calls.items()
-               if any(call[name] != before[session_id][name] for name in UPDATABLE)]
+    changed = [changes for session_id, call in calls.items()
+               if (changes := _changes(call, before[session_id], now)) is not None]
     if changed:
         db.session.execute(_UPDATE_CALL, changed)
     return results
