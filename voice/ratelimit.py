@@ -7,6 +7,7 @@ workers of one host, through the small `limits` storage below (`limits` ships no
 needs no server).
 """
 
+import fcntl
 import os
 import sqlite3
 import threading
@@ -40,10 +41,14 @@ class SQLiteStorage(Storage):
         if connection is None:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
             connection = sqlite3.connect(self.path, timeout=5, isolation_level=None)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute(
-                "CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, value INTEGER NOT NULL, expires REAL NOT NULL)"
-            )
+            # Switching a new file to WAL answers "database is locked" at once, without waiting,
+            # when another worker's first connection is doing the same: first connections take turns.
+            with open(self.path + ".init-lock", "a") as turn:
+                fcntl.flock(turn, fcntl.LOCK_EX)
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute(
+                    "CREATE TABLE IF NOT EXISTS counters "
+                    "(key TEXT PRIMARY KEY, value INTEGER NOT NULL, expires REAL NOT NULL)")
             self._local.connection = connection
         return connection
 
