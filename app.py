@@ -2,17 +2,15 @@
 
 import logging
 import os
-import time
 
 from dotenv import load_dotenv
-from flask import Flask, g, request
+from flask import Flask
 
 from voice import bp as voice_bp
-from voice import client, db, errors, flows, ratelimit, records, security, settings
+from voice import client, errors, flows, ratelimit, security, settings
+from voice.access import AccessLog
+from voice.store import db, records
 from voice.cli import voice_cli
-
-access_log = logging.getLogger("voice.access")
-
 
 def create_app(config=None):
     """Build the app from `config`, or from the environment and .env when none is given."""
@@ -44,8 +42,7 @@ def create_app(config=None):
     errors.register(app)
     app.register_blueprint(voice_bp)
     app.cli.add_command(voice_cli)
-    app.before_request(_start_timer)
-    app.after_request(_log_request)
+    app.wsgi_app = AccessLog(app.wsgi_app)
     return app
 
 
@@ -55,18 +52,3 @@ def _configure_logging(app):
     if not root.handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("voice").setLevel(app.config["LOG_LEVEL"].upper())
-
-
-def _start_timer():
-    g.started = time.perf_counter()
-
-
-def _log_request(response):
-    """One line per request: what was asked, how it ended, for which call. Never the query string."""
-    elapsed = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-    access_log.info(
-        "%s %s %s %.1fms session=%s %s",
-        request.method, request.path, response.status_code, elapsed,
-        g.get("session_id", "-"), g.get("log_detail", ""),
-    )
-    return response

@@ -8,7 +8,7 @@ from flask_migrate import upgrade
 
 from app import create_app
 from tests import contract
-from voice.db import db
+from voice.store.db import db
 from voice.fake_at import FakeAT
 
 API_KEY = "test-key-0123456789"

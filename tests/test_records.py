@@ -11,7 +11,7 @@ from alembic.migration import MigrationContext
 
 from app import create_app
 from tests.conftest import API_KEY, WEBHOOK_TOKEN, postgres_url
-from voice.db import db
+from voice.store.db import db
 
 INSTRUCT = f"/voice/instruct?token={WEBHOOK_TOKEN}"
 EVENTS = f"/voice/events?token={WEBHOOK_TOKEN}"

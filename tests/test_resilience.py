@@ -187,7 +187,7 @@ def test_a_locked_database_gives_503_on_events_xml_on_instruct_and_recovers(tmp_
     assert "ATVId_l1" in stored_sessions(tmp_path)
 
 
-def test_instruct_records_written_behind_their_answers_are_all_stored_through_a_graceful_stop(tmp_path, fake_at_url):
+def test_every_answered_instruct_callback_is_stored_through_a_graceful_stop(tmp_path, fake_at_url):
     sessions = [f"ATVId_gs{n}" for n in range(300)]
 
     def post(session):

@@ -92,13 +92,14 @@ def require_webhook_auth(view):
 
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
-        networks = current_app.config["WEBHOOK_NETWORKS"]
-        if networks and not _address_in(request.remote_addr, networks):
-            log.warning("webhook %s refused: source %s is not in VOICE_WEBHOOK_ALLOWED_IPS", request.path, request.remote_addr)
+        config, req = current_app.config, request._get_current_object()
+        networks = config["WEBHOOK_NETWORKS"]
+        if networks and not _address_in(req.remote_addr, networks):
+            log.warning("webhook %s refused: source %s is not in VOICE_WEBHOOK_ALLOWED_IPS", req.path, req.remote_addr)
             raise APIError(403, "forbidden", "This address may not call the webhooks.")
-        expected = current_app.config.get("VOICE_WEBHOOK_TOKEN")
-        if expected and not _same(request.args.get("token", ""), expected):
-            log.warning("webhook %s refused: missing or wrong token (from %s)", request.path, request.remote_addr)
+        expected = config.get("VOICE_WEBHOOK_TOKEN")
+        if expected and not _same(req.args.get("token", ""), expected):
+            log.warning("webhook %s refused: missing or wrong token (from %s)", req.path, req.remote_addr)
             raise APIError(403, "forbidden", "Missing or wrong webhook token: add ?token=<VOICE_WEBHOOK_TOKEN> to the callback URL.")
         return view(*args, **kwargs)
 

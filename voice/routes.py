@@ -6,13 +6,15 @@ from pathlib import Path
 
 from flask import current_app, g, request, send_from_directory
 
-from voice import bp, callbacks, history, ivr, records
+from voice import bp, callbacks, ivr
+from voice.access import note as log_note
 from voice.auth import require_api_key, require_webhook_auth
 from voice.client import get_client
-from voice.db import StoreUnavailable
 from voice.errors import APIError, apology, xml_response, xml_route
 from voice.phone import check_dialable, mask, normalise
 from voice.ratelimit import destination, limiter, per_destination_limit, per_key_limit
+from voice.store import history, records
+from voice.store.db import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ def dial_target(view):
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
         phone = normalise(_client_field("phone"))
-        g.log_detail = "to=" + mask(phone)
+        log_note(request.environ, detail="to=" + mask(phone))
         check_dialable(phone, current_app.config["ALLOWED_COUNTRY_CODES"])
         g.dial_to = phone
         return view(*args, **kwargs)
@@ -56,9 +58,9 @@ def invoke_call():
     phone = g.dial_to
     client = get_client()
     answer = client.call(phone)
-    g.log_detail += " outcome=queued"
+    log_note(request.environ, detail="outcome=queued")
     try:
-        g.session_id = ",".join(records.record_dialout(answer, client.voice_number, g.api_key_label)) or "-"
+        log_note(request.environ, ",".join(records.record_dialout(answer, client.voice_number, g.api_key_label)) or "-")
     except StoreUnavailable as exc:
         # The call is placed: answering an error would invite a retry that dials twice. AT's
         # callbacks still create the record when the store is back.
@@ -74,14 +76,16 @@ def invoke_call():
 @xml_route
 def instruct():
     """Answer AT's voice callback with the next call-flow XML, or note the call's end."""
+    req = request._get_current_object()  # read once: every lookup through the proxy costs
     try:
-        note = callbacks.parse_request(request)
+        note = callbacks.parse_request(req)
     except callbacks.Malformed as exc:
         log.warning("instruct request malformed: %s; answered with the apology", exc)
         return apology(exc.status)
-    _note_for_log(note)
+    _note_for_log(req, note)
+    app = current_app._get_current_object()
     try:
-        _record(note, "instruct")
+        _record(app, req, note, "instruct")
     except StoreUnavailable as exc:
         log.error("instruct for %s not recorded: %s", note.session_id, exc)
         if not note.is_active:
@@ -90,9 +94,9 @@ def instruct():
     if not note.is_active:
         _log_final(note)
         return xml_response("")
-    g.log_detail += " step=" + request.args.get("step", "start")[:64]
+    log_note(req.environ, detail="step=" + req.args.get("step", "start")[:64])
     try:
-        return xml_response(ivr.answer(current_app.extensions["voice_flow"], note, request.args, request.form))
+        return xml_response(ivr.answer(app.extensions["voice_flow"], note, req.args, req.form))
     except ivr.FlowProblem as exc:
         log.error("call %s: %s; answered with the apology", note.session_id, exc)
         return apology()
@@ -102,22 +106,23 @@ def instruct():
 @require_webhook_auth
 def events():
     """Take one of AT's call event notifications."""
+    req = request._get_current_object()
     try:
-        note = callbacks.parse_request(request)
+        note = callbacks.parse_request(req)
     except callbacks.Malformed as exc:
         raise APIError(exc.status, "bad_event", str(exc)) from None
-    _note_for_log(note)
-    _record(note, "events")
+    _note_for_log(req, note)
+    app = current_app._get_current_object()
+    _record(app, req, note, "events")
     if note.is_final:
         _log_final(note)
-    return current_app.response_class("OK", mimetype="text/plain")
+    return app.response_class("OK", mimetype="text/plain")
 
 
 @bp.get("/calls")
 @require_api_key
 def list_calls():
     """Calls, newest first, filtered by phone, direction, state and time; a page at a time."""
-    records.settle()
     calls, following = history.list_calls(request.args)
     return {"calls": calls, "next": following}
 
@@ -126,7 +131,6 @@ def list_calls():
 @require_api_key
 def call_stats():
     """Counts, answer rate, durations and cost of the calls in a time window."""
-    records.settle()
     return history.stats(request.args)
 
 
@@ -134,26 +138,22 @@ def call_stats():
 @require_api_key
 def call_detail(session_id):
     """One call and its events in arrival order."""
-    records.settle()
     found = history.call_with_events(session_id)
     if found is None:
         raise APIError(404, "not_found", f"No call with sessionId {session_id!r} is recorded.")
     return found
 
 
-def _record(note, source):
+def _record(app, req, note, source):
     """Store the notification; a duplicate is noted on the log line."""
-    if current_app.config["VOICE_VERIFY_SESSIONS"] and note.direction == "Outbound":
+    if app.config["VOICE_VERIFY_SESSIONS"] and note.direction == "Outbound":
         if not records.placed_by_us(note.session_id):
             log.warning("%s refused: outbound session %s was not placed by this service (from %s)",
-                        source, note.session_id, request.remote_addr)
+                        source, note.session_id, req.remote_addr)
             raise APIError(403, "unknown_session", "This outbound sessionId was not created by this service.")
-    params = {key: value for key, value in request.args.items() if key != "token"}
-    # AT waits on an active call's instruct callback while the caller hears silence: its record
-    # is written behind the answer. Everything else is acknowledged only once stored.
-    wait = not (source == "instruct" and note.is_active)
-    if records.record_notification(note, source, records.payload_of(request.form), params, wait=wait) is False:
-        g.log_detail += " duplicate"
+    params = {key: value for key, value in req.args.items() if key != "token"}
+    if not records.record_notification(note, source, records.payload_of(req.form), params):
+        log_note(req.environ, detail="duplicate")
 
 
 MAX_CLIENT_FIELD = 64
@@ -182,12 +182,12 @@ def _client_field(name):
     return value
 
 
-def _note_for_log(note):
+def _note_for_log(req, note):
     """Put the call's id and masked numbers on this request's log line."""
-    g.session_id = note.session_id
-    g.log_detail = f"state={note.state or '-'} caller={mask(note.caller)}"
+    detail = f"state={note.state or '-'} caller={mask(note.caller)}"
     if note.problems:
-        g.log_detail += " dropped=" + ";".join(note.problems)
+        detail += " dropped=" + ";".join(note.problems)
+    log_note(req.environ, note.session_id, detail)
 
 
 def _log_final(note):

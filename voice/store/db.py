@@ -124,21 +124,15 @@ class WriteTurn:
 
     @contextlib.contextmanager
     def __call__(self, timeout):
-        deadline = time.monotonic() + timeout
         if not self._threads.acquire(timeout=timeout):
             raise StoreUnavailable("timed out waiting for this process's turn to write")
         try:
             descriptor = self._descriptor()
-            pause = 0.0002
-            while True:
-                try:
-                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise StoreUnavailable("timed out waiting for another worker's write") from None
-                    time.sleep(pause)
-                    pause = min(pause * 2, 0.002)
+            # One thread per process waits here, in the kernel, without the GIL, and is woken the
+            # moment the holder lets go. A holder keeps the lock for one short transaction, bounded
+            # by the database timeout, so the wait is bounded too; the others wait on the thread
+            # lock above, within their own bound.
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
             try:
                 yield
             finally:
@@ -149,7 +143,10 @@ class WriteTurn:
     def _descriptor(self):
         """This process's own descriptor of the lock file (a forked worker opens its own)."""
         if self._pid != os.getpid():
-            self._file = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                self._file = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:  # the database's folder is missing or not writable
+                raise StoreUnavailable(f"cannot open the write turn's lock file: {exc.strerror}") from exc
             self._pid = os.getpid()
         return self._file
 

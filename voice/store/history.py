@@ -7,9 +7,9 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 
 from voice.callbacks import FINAL_STATES
-from voice.db import db, guarded
+from voice.store.db import db, guarded
 from voice.phone import InvalidPhone, normalise
-from voice.records import Call, Event
+from voice.store.records import Call, Event
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
