@@ -153,4 +153,3 @@ def simulate(url, inbound, caller, digits, token):
     except SimulationError as exc:
         click.echo(f"simulate: {exc}", err=True)
         raise SystemExit(1) from None
-

@@ -7,9 +7,9 @@ from limits.errors import StorageError
 from werkzeug.exceptions import HTTPException
 
 from voice.client import ATError, Busy, NotConfigured
+from voice.phone import InvalidPhone, NotAllowed
 from voice.store.db import StoreUnavailable
 from voice.store.history import BadFilter
-from voice.phone import InvalidPhone, NotAllowed
 
 log = logging.getLogger(__name__)
 
