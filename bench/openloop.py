@@ -52,29 +52,42 @@ class OpenLoop:
         request = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
                    f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n"
                    ).encode() + body
-        connection = None
-        try:
-            connection = await self._connection()
-            reader, writer = connection
-            writer.write(request)
-            status = await asyncio.wait_for(_read_response(reader), self.timeout)
+        for attempt in (1, 2):
+            try:
+                connection, reused = await self._connection()
+            except OSError:
+                self.errors += 1
+                return
+            try:
+                reader, writer = connection
+                writer.write(request)
+                status = await asyncio.wait_for(_read_response(reader), self.timeout)
+            except (OSError, EOFError, asyncio.TimeoutError, ValueError) as exc:
+                connection[1].close()
+                self._open -= 1
+                # A kept-alive connection the server closed while idle: send again on a fresh one.
+                if reused and attempt == 1 and isinstance(exc, (EOFError, ConnectionError)):
+                    continue
+                self.errors += 1
+                return
             self.latencies.append((loop.time() - due) * 1000)
             if not 200 <= status < 300:
                 self.errors += 1
             self._idle.append(connection)
-        except (OSError, asyncio.TimeoutError, ValueError):
-            self.errors += 1
-            if connection is not None:
-                connection[1].close()
-                self._open -= 1
+            return
 
     async def _connection(self):
+        """A kept-alive connection if one is free (reused=True), else a new one."""
         if self._idle:
-            return self._idle.pop()
+            return self._idle.pop(), True
         if self._open >= MAX_CONNECTIONS:
             raise OSError("too many connections open")
         self._open += 1
-        return await asyncio.open_connection(self.host, self.port)
+        try:
+            return await asyncio.open_connection(self.host, self.port), False
+        except OSError:
+            self._open -= 1
+            raise
 
 
 async def _read_response(reader):
