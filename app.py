@@ -7,8 +7,7 @@ from dotenv import load_dotenv
 from flask import Flask
 
 from voice import bp as voice_bp
-from voice import client, errors, flows, ratelimit, security, settings
-from voice.access import AccessLog
+from voice import access, client, errors, flows, logs, ops, ratelimit, security, settings
 from voice.store import db, records
 from voice.cli import voice_cli
 
@@ -24,7 +23,7 @@ def create_app(config=None):
         app.config.from_mapping(config)
     app.json.sort_keys = False
 
-    _configure_logging(app)
+    logs.configure(app)
     app.config["VOICE_MODE"] = "simulated" if settings.simulated(app.config) else "live"
     if app.config["VOICE_MODE"] == "simulated":
         app.config.update(settings.simulated_at_settings(app.config))
@@ -41,14 +40,7 @@ def create_app(config=None):
     ratelimit.init_app(app)
     errors.register(app)
     app.register_blueprint(voice_bp)
+    app.register_blueprint(ops.bp)
     app.cli.add_command(voice_cli)
-    app.wsgi_app = AccessLog(app.wsgi_app)
+    access.init_app(app)
     return app
-
-
-def _configure_logging(app):
-    """Send the service's logs to stderr, one line each, unless something else already handles them."""
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("voice").setLevel(app.config["LOG_LEVEL"].upper())

@@ -10,8 +10,10 @@ In simulated mode (VOICE_SIMULATE=1, or =auto without AT credentials, as `make r
 """
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 from dotenv import load_dotenv
 
@@ -31,7 +33,46 @@ accesslog = None
 # benchmarks, a second deployment) would fight over it, and nothing here uses it.
 control_socket_disable = True
 
+# gunicorn's own logs as JSON lines too when the service's are (LOG_FORMAT=json).
+if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        # gunicorn's loggers only: the root logger is left to the app (voice/logs.py), whose lines carry
+        # the request id, and gunicorn's lines are not written twice.
+        "root": {"level": "WARNING", "handlers": []},
+        "loggers": {"gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False,
+                                       "qualname": "gunicorn.error"}},
+        "formatters": {"generic": {"()": "voice.logs.json_formatter"}},
+    }
+
 _fake_at = []
+_metrics_dir = []
+
+
+def _fresh_metrics_folder():
+    """Give this start its own, empty folder for the workers' metrics (prometheus-client's multiprocess mode).
+
+    Set here, as the settings are read, since prometheus-client picks its mode when first
+    imported, and the logging set-up above may import it before any server hook runs.
+    """
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:  # an operator's choice: empty it, since figures of a previous start would be summed in
+        shutil.rmtree(given, ignore_errors=True)
+        os.makedirs(given, exist_ok=True)
+    else:
+        _metrics_dir.append(tempfile.mkdtemp(prefix="voice-metrics-"))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir[-1]
+
+
+_fresh_metrics_folder()
+
+
+def child_exit(server, worker):
+    """A dead worker's live gauges stop counting; its counters stay in the sums."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def when_ready(server):
@@ -46,10 +87,12 @@ def when_ready(server):
 
 
 def on_exit(server):
-    """Stop the simulated AT with the service."""
+    """Stop the simulated AT with the service, and remove the metrics folder made for this start."""
     for process in _fake_at:
         process.terminate()
         try:
             process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             process.kill()
+    for folder in _metrics_dir:
+        shutil.rmtree(folder, ignore_errors=True)

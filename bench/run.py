@@ -31,7 +31,7 @@ from tests.gunicorn_helpers import free_port, procfile_command, wait_until_up  #
 from voice.fake_at import FakeAT  # noqa: E402
 
 TOKEN = "bench-token"
-SCENARIOS = ("instruct", "events", "mix", "latency", "slow", "memory", "breakdown")
+SCENARIOS = ("instruct", "events", "mix", "latency", "slow", "metrics", "memory", "breakdown")
 THROUGHPUT = (("instruct", "/voice/instruct (menu step)", "instruct.lua"),
               ("events", "/voice/events (each stored)", "events.lua"),
               ("mix", "mix at AT's proportions", "mix.lua"))
@@ -165,6 +165,9 @@ def run_store(args, database_url, chosen):
         if "slow" in chosen:
             rows.append(_slow_at(app_url, bare_url, args))
             print(rows[-1]["line"], flush=True)
+        if "metrics" in chosen:
+            rows.append(_metrics_cost(app_url, app_env, work, args))
+            print(rows[-1]["line"], flush=True)
         if "memory" in chosen:
             rows.append(_memory(app, app_url, args))
             print(rows[-1]["line"], flush=True)
@@ -259,6 +262,29 @@ def _slow_at(app_url, bare_url, args):
             "line": line}
 
 
+def _metrics_cost(app_url, app_env, work, args):
+    """/voice/events throughput with metrics on (the service as run above) against a copy with them off."""
+    folder = work / "metrics-off"
+    folder.mkdir()
+    off_env = dict(app_env, PORT=str(free_port()), VOICE_METRICS="0", DATABASE_URL=f"sqlite:///{folder / 'voice.sqlite3'}")
+    subprocess.run(procfile_command("release"), cwd=folder, env=off_env, check=True, capture_output=True)
+    off = start(procfile_command(), off_env, folder)
+    off_url = f"http://127.0.0.1:{off_env['PORT']}"
+    try:
+        wait_until_up(off_url + "/voice/", off)
+        on_rates, off_rates = [], []
+        for n in range(args.rounds):
+            off_rates.append(wrk(off_url, ROOT / "bench" / "events.lua", args.seconds, args.connections, f"moff{n}")[0])
+            on_rates.append(wrk(app_url, ROOT / "bench" / "events.lua", args.seconds, args.connections, f"mon{n}")[0])
+    finally:
+        stop(off)
+    ratio = statistics.median(on_rates) / statistics.median(off_rates)
+    line = (f"metrics: /voice/events {statistics.median(on_rates):.0f} req/s with metrics on, "
+            f"{statistics.median(off_rates):.0f} off = {ratio:.2f}")
+    return {"name": "metrics", "ratio": ratio, "on": statistics.median(on_rates), "off": statistics.median(off_rates),
+            "line": line}
+
+
 def _memory(app, app_url, args):
     """Workers' resident memory early on and after args.memory_requests more requests."""
     before = workers_rss(app.pid)
@@ -275,7 +301,7 @@ def _memory(app, app_url, args):
 def _write(args, rows, postgres):
     by_name = {row["name"]: row for row in rows}
     instruct, events, mix = (by_name[name] for _, name, _ in THROUGHPUT)
-    slow, memory = by_name["slow AT"], by_name["memory"]
+    slow, memory, cost = by_name["slow AT"], by_name["memory"], by_name["metrics"]
     fixed = {route: by_name[f"latency {route}"] for route in ("instruct", "events")}
     on_postgres = {row["name"]: row for row in postgres}
 
@@ -330,6 +356,8 @@ def _write(args, rows, postgres):
         f"| Slow AT: dial-outs beyond the cap refused at once | {slow['refused']} refused, slowest "
         f"{slow['refused_max_ms']:.0f} ms; {slow['waited']} waited | "
         f"{verdict(slow['refused'] > 0 and slow['refused_max_ms'] < 500)} |",
+        f"| Metrics cost under 5% of /voice/events throughput (on against off) | {cost['on']:.0f} against "
+        f"{cost['off']:.0f} req/s = {cost['ratio']:.2f} | {verdict(cost['ratio'] >= 0.95)} |",
         f"| Memory: each worker under 80 MB after 100,000 requests, not growing | "
         f"{', '.join(f'{m:.0f}' for m in memory['before'])} MB -> {', '.join(f'{m:.0f}' for m in memory['after'])} MB "
         f"after {memory['requests']} requests | {verdict(max(memory['after']) < 80)} |",

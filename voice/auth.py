@@ -7,6 +7,7 @@ import logging
 
 from flask import current_app, g, request
 
+from voice import metrics
 from voice.errors import APIError
 
 log = logging.getLogger(__name__)
@@ -29,14 +30,14 @@ def parse_api_keys(keys_setting, single_key):
     return pairs
 
 
-def parse_networks(setting):
-    """VOICE_WEBHOOK_ALLOWED_IPS (addresses and CIDR ranges, comma-separated) as ip_network objects."""
+def parse_networks(setting, name="VOICE_WEBHOOK_ALLOWED_IPS"):
+    """An allow-list setting (addresses and CIDR ranges, comma-separated) as ip_network objects."""
     networks = []
     for item in filter(None, (part.strip() for part in setting.split(","))):
         try:
             networks.append(ipaddress.ip_network(item, strict=False))
         except ValueError:
-            raise ValueError(f"VOICE_WEBHOOK_ALLOWED_IPS entry {item!r} is not an address or CIDR range") from None
+            raise ValueError(f"{name} entry {item!r} is not an address or CIDR range") from None
     return networks
 
 
@@ -75,10 +76,12 @@ def require_api_key(view):
                            "No API key is set on the server (VOICE_API_KEY or VOICE_API_KEYS), so this route is disabled.")
         given = presented_key()
         if given is None:
+            metrics.refused("bad_key")
             raise APIError(401, "unauthorized", "Send your API key as 'X-API-Key: <key>' or 'Authorization: Bearer <key>'.",
                            headers={"WWW-Authenticate": "Bearer"})
         label = key_label(given)
         if label is None:
+            metrics.refused("bad_key")
             log.warning("%s %s refused: wrong API key (from %s)", request.method, request.path, request.remote_addr)
             raise APIError(401, "unauthorized", "The API key is not valid.", headers={"WWW-Authenticate": "Bearer"})
         g.api_key_label = label
@@ -94,11 +97,13 @@ def require_webhook_auth(view):
     def wrapped(*args, **kwargs):
         config, req = current_app.config, request._get_current_object()
         networks = config["WEBHOOK_NETWORKS"]
-        if networks and not _address_in(req.remote_addr, networks):
+        if networks and not address_in(req.remote_addr, networks):
+            metrics.refused("ip")
             log.warning("webhook %s refused: source %s is not in VOICE_WEBHOOK_ALLOWED_IPS", req.path, req.remote_addr)
             raise APIError(403, "forbidden", "This address may not call the webhooks.")
         expected = config.get("VOICE_WEBHOOK_TOKEN")
         if expected and not _same(req.args.get("token", ""), expected):
+            metrics.refused("bad_token")
             log.warning("webhook %s refused: missing or wrong token (from %s)", req.path, req.remote_addr)
             raise APIError(403, "forbidden", "Missing or wrong webhook token: add ?token=<VOICE_WEBHOOK_TOKEN> to the callback URL.")
         return view(*args, **kwargs)
@@ -106,7 +111,8 @@ def require_webhook_auth(view):
     return wrapped
 
 
-def _address_in(address, networks):
+def address_in(address, networks):
+    """True when `address` is in one of `networks`."""
     try:
         ip = ipaddress.ip_address(address or "")
     except ValueError:

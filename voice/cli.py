@@ -153,3 +153,29 @@ def simulate(url, inbound, caller, digits, token):
     except SimulationError as exc:
         click.echo(f"simulate: {exc}", err=True)
         raise SystemExit(1) from None
+
+
+@voice_cli.command("prune")
+@click.option("--older-than", "days", type=click.IntRange(min=1), help="days since a call ended "
+              "[default: VOICE_RETENTION_DAYS]")
+@click.option("--dry-run", is_flag=True, help="count what would be deleted, delete nothing")
+def prune(days, dry_run):
+    """Delete calls that ended more than DAYS days ago, and their events, in small batches."""
+    from flask import current_app
+
+    from voice.store import retention
+    from voice.store.db import StoreUnavailable
+
+    days = days or current_app.config["VOICE_RETENTION_DAYS"]
+    if not days:
+        raise click.UsageError("give --older-than DAYS, or set VOICE_RETENTION_DAYS")
+    cutoff = retention.cutoff_for(days)
+    try:
+        if dry_run:
+            calls, events = retention.count(cutoff)
+            click.echo(f"would remove {calls} calls and {events} events that ended before {cutoff:%Y-%m-%d %H:%M} UTC")
+            return
+        calls, events = retention.prune(cutoff)
+    except StoreUnavailable as exc:
+        raise click.ClickException(f"the database is unavailable: {exc}") from None
+    click.echo(f"removed {calls} calls and {events} events that ended before {cutoff:%Y-%m-%d %H:%M} UTC")

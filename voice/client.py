@@ -7,12 +7,14 @@ whose `code` is stable and whose `message` carries what AT said.
 import json
 import logging
 import threading
+import time
 
 import africastalking
 import requests
 from africastalking.Service import AfricasTalkingException
 from flask import current_app
 
+from voice import metrics
 from voice.phone import mask
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,20 @@ class VoiceClient:
             self._slots.release()
 
     def _call(self, phone):
+        outcome = "at_error"
+        started = time.perf_counter()
+        try:
+            answer = self._ask_at(phone)
+            outcome = "ok"
+            return answer
+        except ATError as exc:
+            outcome = exc.code
+            raise
+        finally:
+            metrics.child(metrics.AT_REQUESTS, "call", outcome).inc()
+            metrics.child(metrics.AT_LATENCY, "call").observe(time.perf_counter() - started)
+
+    def _ask_at(self, phone):
         try:
             # The SDK wants a list: a str is iterated character by character.
             answer = self._service.call(callFrom=self.voice_number, callTo=[phone], timeout=self.timeout)

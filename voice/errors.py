@@ -6,8 +6,9 @@ from flask import current_app, jsonify, render_template, request
 from limits.errors import StorageError
 from werkzeug.exceptions import HTTPException
 
+from voice import metrics
 from voice.client import ATError, Busy, NotConfigured
-from voice.phone import InvalidPhone, NotAllowed
+from voice.phone import CostlyNumber, InvalidPhone, NotAllowed
 from voice.store.db import StoreUnavailable
 from voice.store.history import BadFilter
 
@@ -68,6 +69,8 @@ def _error(status, code, message, headers=None):
 
 
 def _handle_http(exc):
+    if exc.code == 429:
+        metrics.refused("rate_limit")
     code = (exc.name or "error").lower().replace(" ", "_")
     headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}  # Allow, Retry-After...
     return _error(exc.code, code, exc.description or exc.name, headers)
@@ -97,12 +100,35 @@ def _handle_unexpected(exc):
     return json_error(500, "internal_error", "The service failed to handle this request; it has been logged.")
 
 
+def _handle_invalid_phone(exc):
+    if isinstance(exc, CostlyNumber):
+        metrics.refused("premium_number")
+    return json_error(400, "invalid_phone", str(exc))
+
+
+def _handle_not_allowed(exc):
+    metrics.refused("country")
+    return json_error(403, "destination_not_allowed", str(exc))
+
+
+def _handle_busy(exc):
+    metrics.refused("busy")
+    metrics.child(metrics.DIALOUTS, "busy", "none").inc()
+    return json_error(503, "busy", "Too many calls are being placed at once; try again in a few seconds.",
+                      headers={"Retry-After": "5"})
+
+
+def _handle_at_error(exc):
+    metrics.child(metrics.DIALOUTS, exc.code, metrics.known(exc.at_status, metrics.ENTRY_STATUSES)).inc()
+    return json_error(500, exc.code, exc.message, atStatus=exc.at_status, response=exc.response)
+
+
 def register(app):
     """Install the error handlers that keep every answer JSON (or XML on XML routes)."""
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(APIError, _handle_api_error)
-    app.register_error_handler(InvalidPhone, lambda exc: json_error(400, "invalid_phone", str(exc)))
-    app.register_error_handler(NotAllowed, lambda exc: json_error(403, "destination_not_allowed", str(exc)))
+    app.register_error_handler(InvalidPhone, _handle_invalid_phone)
+    app.register_error_handler(NotAllowed, _handle_not_allowed)
     app.register_error_handler(StorageError, _handle_limits_storage)
     app.register_error_handler(
         NotConfigured,
@@ -111,17 +137,8 @@ def register(app):
             "Dial-out is disabled until these settings are set: " + ", ".join(exc.missing),
         ),
     )
-    app.register_error_handler(
-        Busy,
-        lambda exc: json_error(
-            503, "busy", "Too many calls are being placed at once; try again in a few seconds.",
-            headers={"Retry-After": "5"},
-        ),
-    )
-    app.register_error_handler(
-        ATError,
-        lambda exc: json_error(500, exc.code, exc.message, atStatus=exc.at_status, response=exc.response),
-    )
+    app.register_error_handler(Busy, _handle_busy)
+    app.register_error_handler(ATError, _handle_at_error)
     app.register_error_handler(BadFilter, lambda exc: json_error(400, "bad_filter", str(exc)))
     app.register_error_handler(StoreUnavailable, _handle_store_unavailable)
     app.register_error_handler(Exception, _handle_unexpected)

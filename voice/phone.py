@@ -54,6 +54,10 @@ class NotAllowed(ValueError):
     """A well-formed number this deployment refuses to dial; the message says why."""
 
 
+class CostlyNumber(InvalidPhone):
+    """A premium-rate or shared-cost number: never dialled."""
+
+
 def check_dialable(number, allowed_country_codes=()):
     """Raise InvalidPhone or NotAllowed unless `number` (E.164) is one we may dial.
 
@@ -76,4 +80,4 @@ def check_dialable(number, allowed_country_codes=()):
         raise InvalidPhone("phone is not a number in its country's numbering plan")
     costly = _COSTLY_TYPES.get(phonenumbers.number_type(parsed))
     if costly:
-        raise InvalidPhone(f"phone is {costly}, which is not dialled")
+        raise CostlyNumber(f"phone is {costly}, which is not dialled")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from flask import current_app, g, request, send_from_directory
 
-from voice import bp, callbacks, ivr
+from voice import bp, callbacks, ivr, metrics
 from voice.access import note as log_note
 from voice.auth import require_api_key, require_webhook_auth
 from voice.client import get_client
@@ -40,7 +40,8 @@ def dial_target(view):
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
         phone = normalise(_client_field("phone"))
-        log_note(request.environ, detail="to=" + mask(phone))
+        masked = mask(phone)
+        log_note(request.environ, detail="to=" + masked, to=masked)
         check_dialable(phone, current_app.config["ALLOWED_COUNTRY_CODES"])
         g.dial_to = phone
         return view(*args, **kwargs)
@@ -58,6 +59,8 @@ def invoke_call():
     phone = g.dial_to
     client = get_client()
     answer = client.call(phone)
+    for entry in answer.get("entries") or []:
+        metrics.child(metrics.DIALOUTS, "queued", metrics.known(entry.get("status"), metrics.ENTRY_STATUSES)).inc()
     log_note(request.environ, detail="outcome=queued")
     try:
         log_note(request.environ, ",".join(records.record_dialout(answer, client.voice_number, g.api_key_label)) or "-")
@@ -148,11 +151,15 @@ def _record(app, req, note, source):
     """Store the notification; a duplicate is noted on the log line."""
     if app.config["VOICE_VERIFY_SESSIONS"] and note.direction == "Outbound":
         if not records.placed_by_us(note.session_id):
+            metrics.refused("unknown_session")
             log.warning("%s refused: outbound session %s was not placed by this service (from %s)",
                         source, note.session_id, req.remote_addr)
             raise APIError(403, "unknown_session", "This outbound sessionId was not created by this service.")
     params = {key: value for key, value in req.args.items() if key != "token"}
-    if not records.record_notification(note, source, records.payload_of(req.form), params):
+    new = records.record_notification(note, source, records.payload_of(req.form), params)
+    if app.config["VOICE_METRICS"]:
+        metrics.observe_notification(note, source, records.event_type(note), new)
+    if not new:
         log_note(req.environ, detail="duplicate")
 
 
@@ -184,10 +191,11 @@ def _client_field(name):
 
 def _note_for_log(req, note):
     """Put the call's id and masked numbers on this request's log line."""
-    detail = f"state={note.state or '-'} caller={mask(note.caller)}"
+    caller = mask(note.caller)
+    detail = f"state={note.state or '-'} caller={caller}"
     if note.problems:
         detail += " dropped=" + ";".join(note.problems)
-    log_note(req.environ, note.session_id, detail)
+    log_note(req.environ, note.session_id, detail, caller=caller, state=note.state)
 
 
 def _log_final(note):

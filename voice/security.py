@@ -22,6 +22,8 @@ def init_app(app):
     """Parse the protection settings into app.config and wire the proxy fix and response headers."""
     app.config["API_KEYS"] = parse_api_keys(app.config["VOICE_API_KEYS"], app.config["VOICE_API_KEY"])
     app.config["WEBHOOK_NETWORKS"] = parse_networks(app.config["VOICE_WEBHOOK_ALLOWED_IPS"])
+    app.config["METRICS_NETWORKS"] = parse_networks(app.config["VOICE_METRICS_ALLOWED_IPS"],
+                                                    "VOICE_METRICS_ALLOWED_IPS")
     app.config["ALLOWED_COUNTRY_CODES"] = parse_country_codes(app.config["VOICE_ALLOWED_COUNTRY_CODES"])
     hops = int(app.config["VOICE_TRUSTED_PROXIES"])
     if hops > 0:

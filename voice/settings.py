@@ -23,6 +23,10 @@ DEFAULTS = {
     "VOICE_PUBLIC_URL": "",
     "VOICE_AGENT_NUMBERS": "",
     "LOG_LEVEL": "INFO",
+    "LOG_FORMAT": "text",
+    "VOICE_METRICS": True,
+    "VOICE_METRICS_ALLOWED_IPS": "",
+    "VOICE_RETENTION_DAYS": 0,
     "PORT": 8000,
     "DATABASE_URL": "",
     "DATABASE_TIMEOUT_SECONDS": 2.0,
@@ -51,6 +55,8 @@ _CONVERTERS = {
     "VOICE_MAX_DIALOUTS_IN_FLIGHT": int,
     "DATABASE_TIMEOUT_SECONDS": float,
     "MAX_CONTENT_LENGTH": int,
+    "VOICE_METRICS": _flag,
+    "VOICE_RETENTION_DAYS": int,
 }
 
 

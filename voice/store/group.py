@@ -13,7 +13,9 @@ thread that waits for it, so "OK" always means committed.
 
 import os
 import threading
+import time
 
+from voice import metrics
 from voice.store.db import StoreUnavailable
 
 MAX_BATCH = 64  # requests whose writes go into one transaction
@@ -36,8 +38,9 @@ class _Pending:
 class GroupCommit:
     """Runs store(cursor, writes) for the writes of a process's threads, those waiting together in one transaction."""
 
-    def __init__(self, engine, turn, store, retry=()):
+    def __init__(self, engine, turn, store, retry=(), measured=True):
         self.engine = engine
+        self.measured = measured  # export batches, commit times and waiting writes as metrics
         self.turn = turn  # the host's write turn, a context manager
         self.store = store  # store(cursor, writes) -> a result per write, in the caller's transaction
         self.retry = retry  # what store() raises when the batch should simply run again
@@ -77,6 +80,9 @@ class GroupCommit:
                 with self._mutex:
                     batch = self._queue[:MAX_BATCH]
                     del self._queue[:MAX_BATCH]
+                    waiting = len(self._queue) + len(batch)
+                if self.measured:  # this process's share of the gauge: what waits at the start of a batch
+                    metrics.STORE_WAITING.set(waiting)
                 self._finish(batch, self.commit([pending.writes for pending in batch]))
         finally:
             with self._mutex:
@@ -86,6 +92,8 @@ class GroupCommit:
                     following.woken.set()
                 else:
                     self._leading = False
+                    if self.measured:
+                        metrics.STORE_WAITING.set(0)
 
     def commit(self, requests):
         """Store the writes of several requests in one transaction; per request, its results or an exception.
@@ -109,6 +117,24 @@ class GroupCommit:
     def _transaction(self, requests):
         """A result list per request, all committed in one transaction (run again after a lost race)."""
         writes = [write for request in requests for write in request]
+        started = time.perf_counter()
+        try:
+            results = self._attempts(writes)
+        except StoreUnavailable:
+            if self.measured:
+                metrics.child(metrics.STORE_BATCHES, "failed").inc()
+            raise
+        if self.measured:
+            metrics.child(metrics.STORE_BATCHES, "committed").inc()
+            metrics.STORE_COMMIT.observe(time.perf_counter() - started)
+        per_request, start = [], 0
+        for request in requests:
+            per_request.append(results[start:start + len(request)])
+            start += len(request)
+        return per_request
+
+    def _attempts(self, writes):
+        """The writes' results, committed; run again after a lost race, up to ATTEMPTS times."""
         for attempt in range(1, ATTEMPTS + 1):
             with self.turn():
                 connection = self._connect()
@@ -127,11 +153,7 @@ class GroupCommit:
                 except BaseException:
                     self._drop(connection)
                     raise
-        per_request, start = [], 0
-        for request in requests:
-            per_request.append(results[start:start + len(request)])
-            start += len(request)
-        return per_request
+        return results
 
     def _connect(self):
         """The process's write connection, taken out of the pool for good (only the leader uses it)."""

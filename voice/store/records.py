@@ -275,7 +275,7 @@ def init_app(app):
         engine = db.engine
     driver = app.extensions["voice_store"] = _Driver(engine.dialect.name)
     app.extensions["voice_group_commit"] = GroupCommit(engine, lambda: write_turn(app), driver.store,
-                                                       retry=(Conflict,))
+                                                       retry=(Conflict,), measured=app.config["VOICE_METRICS"])
 
 
 def _commit(writes):

@@ -1,0 +1,62 @@
+"""What operators poll: Prometheus metrics at /metrics, and liveness and readiness under /voice/health/."""
+
+import logging
+
+import sqlalchemy as sa
+from flask import Blueprint, current_app, request
+
+from voice import metrics
+from voice.auth import address_in, key_label, presented_key
+from voice.errors import APIError
+from voice.ratelimit import limiter
+from voice.store.db import db
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/metrics")
+def scrape():
+    """The Prometheus text of every worker's metrics; behind the API key, or open to VOICE_METRICS_ALLOWED_IPS."""
+    if not current_app.config["VOICE_METRICS"]:
+        raise APIError(404, "not_found", "Metrics are off (VOICE_METRICS=0).")
+    if not address_in(request.remote_addr, current_app.config["METRICS_NETWORKS"]):
+        given = presented_key()
+        if given is None or key_label(given) is None:
+            metrics.refused("bad_key")
+            log.warning("/metrics refused: no valid key (from %s)", request.remote_addr)
+            raise APIError(401, "unauthorized", "Send your API key as 'Authorization: Bearer <key>', or scrape "
+                                                "from an address in VOICE_METRICS_ALLOWED_IPS.",
+                           headers={"WWW-Authenticate": "Bearer"})
+    body, content_type = metrics.exposition()
+    return current_app.response_class(body, mimetype=None, content_type=content_type)
+
+
+@bp.get("/voice/health/live")
+def live():
+    """200 while the process serves requests."""
+    return {"status": "live"}
+
+
+@bp.get("/voice/health/ready")
+def ready():
+    """200 when the database, the rate-limit store and the call flow are usable; else 503 naming what is not."""
+    failing = []
+    try:
+        with db.engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+    except Exception as exc:  # any failure of the database means not ready; say which part, not the URL
+        log.warning("readiness: the database does not answer (%s)", type(exc).__name__)
+        failing.append("database")
+    try:
+        if not limiter.storage.check():
+            failing.append("rate_limit_store")
+    except Exception as exc:
+        log.warning("readiness: the rate-limit store does not answer (%s)", type(exc).__name__)
+        failing.append("rate_limit_store")
+    if current_app.extensions.get("voice_flow") is None:
+        failing.append("call_flow")
+    if failing:
+        return {"status": "unavailable", "failing": failing}, 503
+    return {"status": "ready"}
