@@ -1,5 +1,6 @@
 """The `flask --app app voice ...` commands."""
 
+import logging
 import secrets
 from pathlib import Path
 
@@ -110,8 +111,11 @@ def fake_at(port, service_url, digits):
     service_url = service_url or f"http://127.0.0.1:{config['PORT']}"
     server = FakeAT(port=port, service_url=service_url, token=config.get("VOICE_WEBHOOK_TOKEN") or None,
                     digits=tuple(d.strip() for d in digits.split(",") if d.strip()))
-    click.echo(f"SIMULATED Africa's Talking voice API on {server.url} (no real calls); callees drive {service_url}")
-    click.echo("Test numbers: " + ", ".join(f"{number} {value or kind}" for number, (kind, value) in TEST_NUMBERS.items()))
+    say = click.echo
+    if str(config.get("LOG_FORMAT", "text")).lower() == "json":  # beside the service, every line is JSON
+        say = logging.getLogger("voice.fake_at").warning
+    say(f"SIMULATED Africa's Talking voice API on {server.url} (no real calls); callees drive {service_url}")
+    say("Test numbers: " + ", ".join(f"{number} {value or kind}" for number, (kind, value) in TEST_NUMBERS.items()))
     try:
         server.serve_forever()
     except KeyboardInterrupt:
