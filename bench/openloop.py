@@ -7,6 +7,7 @@ if all are busy, and its latency counts from when it was due, so a stall shows i
 """
 
 import asyncio
+import collections
 import itertools
 import statistics
 import time
@@ -23,6 +24,7 @@ class OpenLoop:
         self.host, self.port = parts.hostname, parts.port or 80
         self.rate, self.seconds, self.make_request, self.timeout = rate, seconds, make_request, timeout
         self.latencies, self.errors = [], 0
+        self.kinds = collections.Counter()  # what the errors were: a status, or the exception's name
         self._idle = []
         self._open = 0
 
@@ -44,7 +46,7 @@ class OpenLoop:
         await asyncio.gather(*tasks)
         for _, writer in self._idle:
             writer.close()
-        return summary(self.latencies, self.errors, total, self.seconds)
+        return dict(summary(self.latencies, self.errors, total, self.seconds), kinds=dict(self.kinds))
 
     async def _one(self, n, due):
         loop = asyncio.get_running_loop()
@@ -55,8 +57,8 @@ class OpenLoop:
         for attempt in (1, 2):
             try:
                 connection, reused = await self._connection()
-            except OSError:
-                self.errors += 1
+            except OSError as exc:
+                self._failed(type(exc).__name__)
                 return
             try:
                 reader, writer = connection
@@ -68,13 +70,17 @@ class OpenLoop:
                 # A kept-alive connection the server closed while idle: send again on a fresh one.
                 if reused and attempt == 1 and isinstance(exc, (EOFError, ConnectionError)):
                     continue
-                self.errors += 1
+                self._failed(type(exc).__name__)
                 return
             self.latencies.append((loop.time() - due) * 1000)
             if not 200 <= status < 300:
-                self.errors += 1
+                self._failed(str(status))
             self._idle.append(connection)
             return
+
+    def _failed(self, kind):
+        self.errors += 1
+        self.kinds[kind] += 1
 
     async def _connection(self):
         """A kept-alive connection if one is free (reused=True), else a new one."""

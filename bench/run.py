@@ -7,6 +7,7 @@ alternating between the two apps so drift hits both.
 """
 
 import argparse
+import collections
 import os
 import platform
 import re
@@ -166,7 +167,7 @@ def run_store(args, database_url, chosen):
             rows.append(_slow_at(app_url, bare_url, args))
             print(rows[-1]["line"], flush=True)
         if "metrics" in chosen:
-            rows.append(_metrics_cost(app_url, app_env, work, args))
+            rows.append(_metrics_cost(app_env, work, args))
             print(rows[-1]["line"], flush=True)
         if "memory" in chosen:
             rows.append(_memory(app, app_url, args))
@@ -228,8 +229,10 @@ def _fixed_rate(route, app_url, bare_url, args):
     p99, ceiling_p99 = statistics.median(r["p99"] for r in ours), statistics.median(r["p99"] for r in ceiling)
     p50, ceiling_p50 = statistics.median(r["p50"] for r in ours), statistics.median(r["p50"] for r in ceiling)
     errors = sum(r["errors"] for r in ours)
+    kinds = sum((collections.Counter(r["kinds"]) for r in ours), collections.Counter())
     line = (f"/voice/{route} at {FIXED_RATE} req/s offered (open loop): p50 {p50:.1f} ms, p99 {p99:.1f} ms "
-            f"(bare {ceiling_p50:.1f} / {ceiling_p99:.1f} ms) = {p99 / ceiling_p99:.2f}x; errors {errors}")
+            f"(bare {ceiling_p50:.1f} / {ceiling_p99:.1f} ms) = {p99 / ceiling_p99:.2f}x; errors {errors}"
+            f"{f' {dict(kinds)}' if kinds else ''}")
     return {"name": f"latency {route}", "p50": p50, "p99": p99, "ceiling_p50": ceiling_p50,
             "ceiling_p99": ceiling_p99, "ratio": p99 / ceiling_p99, "errors": errors, "line": line}
 
@@ -262,27 +265,30 @@ def _slow_at(app_url, bare_url, args):
             "line": line}
 
 
-def _metrics_cost(app_url, app_env, work, args):
-    """/voice/events throughput with metrics on (the service as run above) against a copy with them off."""
-    folder = work / "metrics-off"
-    folder.mkdir()
-    off_env = dict(app_env, PORT=str(free_port()), VOICE_METRICS="0", DATABASE_URL=f"sqlite:///{folder / 'voice.sqlite3'}")
-    subprocess.run(procfile_command("release"), cwd=folder, env=off_env, check=True, capture_output=True)
-    off = start(procfile_command(), off_env, folder)
-    off_url = f"http://127.0.0.1:{off_env['PORT']}"
+def _metrics_cost(app_env, work, args):
+    """/voice/events throughput with metrics on against off: two fresh copies of the service, each first in turn."""
+    instances = {}
     try:
-        wait_until_up(off_url + "/voice/", off)
-        on_rates, off_rates = [], []
+        for name, flag in (("on", "1"), ("off", "0")):
+            folder = work / f"metrics-{name}"
+            folder.mkdir()
+            env = dict(app_env, PORT=str(free_port()), VOICE_METRICS=flag,
+                       DATABASE_URL=f"sqlite:///{folder / 'voice.sqlite3'}")
+            subprocess.run(procfile_command("release"), cwd=folder, env=env, check=True, capture_output=True)
+            instances[name] = (start(procfile_command(), env, folder), f"http://127.0.0.1:{env['PORT']}")
+        for process, url in instances.values():
+            wait_until_up(url + "/voice/", process)
+        rates = {"on": [], "off": []}
         for n in range(args.rounds):
-            off_rates.append(wrk(off_url, ROOT / "bench" / "events.lua", args.seconds, args.connections, f"moff{n}")[0])
-            on_rates.append(wrk(app_url, ROOT / "bench" / "events.lua", args.seconds, args.connections, f"mon{n}")[0])
+            for name in (("off", "on") if n % 2 == 0 else ("on", "off")):
+                rates[name].append(wrk(instances[name][1], ROOT / "bench" / "events.lua", args.seconds,
+                                       args.connections, f"m{name}{n}")[0])
     finally:
-        stop(off)
-    ratio = statistics.median(on_rates) / statistics.median(off_rates)
-    line = (f"metrics: /voice/events {statistics.median(on_rates):.0f} req/s with metrics on, "
-            f"{statistics.median(off_rates):.0f} off = {ratio:.2f}")
-    return {"name": "metrics", "ratio": ratio, "on": statistics.median(on_rates), "off": statistics.median(off_rates),
-            "line": line}
+        for process, _ in instances.values():
+            stop(process)
+    on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
+    line = f"metrics: /voice/events {on:.0f} req/s with metrics on, {off:.0f} off = {on / off:.2f}"
+    return {"name": "metrics", "ratio": on / off, "on": on, "off": off, "line": line}
 
 
 def _memory(app, app_url, args):
