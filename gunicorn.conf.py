@@ -68,6 +68,11 @@ def _fresh_metrics_folder():
 _fresh_metrics_folder()
 
 
+def post_fork(server, worker):
+    """A worker only serves: the app it builds leaves out the migration commands (VOICE_SERVE_ONLY)."""
+    os.environ["VOICE_SERVE_ONLY"] = "1"
+
+
 def child_exit(server, worker):
     """A dead worker's live gauges stop counting; its counters stay in the sums."""
     from prometheus_client import multiprocess

@@ -27,6 +27,9 @@ DEFAULTS = {
     "VOICE_METRICS": True,
     "VOICE_METRICS_ALLOWED_IPS": "",
     "VOICE_RETENTION_DAYS": 0,
+    # Set by gunicorn.conf.py in its workers, not by operators: an app that only serves leaves out
+    # the migration commands (and Alembic with them).
+    "VOICE_SERVE_ONLY": False,
     "PORT": 8000,
     "DATABASE_URL": "",
     "DATABASE_TIMEOUT_SECONDS": 2.0,
@@ -57,6 +60,7 @@ _CONVERTERS = {
     "MAX_CONTENT_LENGTH": int,
     "VOICE_METRICS": _flag,
     "VOICE_RETENTION_DAYS": int,
+    "VOICE_SERVE_ONLY": _flag,
 }
 
 

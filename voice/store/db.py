@@ -14,7 +14,6 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 from flask import current_app
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -29,7 +28,6 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
-migrate = Migrate()
 
 
 class StoreUnavailable(Exception):
@@ -97,7 +95,12 @@ def init_app(app):
     app.config["SQLALCHEMY_DATABASE_URI"] = url
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(url, float(app.config["DATABASE_TIMEOUT_SECONDS"]))
     db.init_app(app)
-    migrate.init_app(app, db, directory=app.config["MIGRATIONS_DIR"])
+    if not app.config["VOICE_SERVE_ONLY"]:
+        # Flask-Migrate brings Alembic, about 10 MB a process; workers under gunicorn only serve
+        # (migrations run from the flask CLI: the Procfile's release step, make run).
+        from flask_migrate import Migrate
+
+        Migrate(app, db, directory=app.config["MIGRATIONS_DIR"])
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             sa.event.listen(db.engine, "connect", _sqlite_pragmas)
