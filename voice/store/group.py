@@ -11,12 +11,15 @@ the oldest write still waiting. Nothing runs in the background: every write is m
 thread that waits for it, so "OK" always means committed.
 """
 
+import logging
 import os
 import threading
 import time
 
 from voice import metrics
 from voice.store.db import StoreUnavailable
+
+log = logging.getLogger(__name__)
 
 MAX_BATCH = 64  # requests whose writes go into one transaction
 ATTEMPTS = 3  # a batch that lost a race with another host (a deadlock, a conflict) is run again
@@ -83,7 +86,12 @@ class GroupCommit:
                     waiting = len(self._queue) + len(batch)
                 if self.measured:  # this process's share of the gauge: what waits at the start of a batch
                     metrics.STORE_WAITING.set(waiting)
-                self._finish(batch, self.commit([pending.writes for pending in batch]))
+                try:
+                    results = self.commit([pending.writes for pending in batch])
+                except Exception as exc:  # a bug of ours fails this batch at once, never the requests after it
+                    log.exception("storing a batch of %d requests failed", len(batch))
+                    results = [StoreUnavailable(f"unexpected error: {exc!r}")] * len(batch)
+                self._finish(batch, results)
         finally:
             with self._mutex:
                 if self._queue:
@@ -104,7 +112,10 @@ class GroupCommit:
         try:
             return self._transaction(requests)
         except StoreUnavailable as exc:
-            if len(requests) == 1 or isinstance(exc.__cause__, self._away):
+            # The database away, locked past the bound, or the write turn not had in time: one at a
+            # time would only wait that long again for each.
+            away = exc.__cause__ is None or isinstance(exc.__cause__, self._away)
+            if len(requests) == 1 or away:
                 return [exc] * len(requests)
         results = []
         for writes in requests:
@@ -160,8 +171,8 @@ class GroupCommit:
         if self._connection is None:
             try:
                 connection = self.engine.raw_connection()
-            except Exception as exc:  # SQLAlchemy's wrapping of a refused or failed connect
-                raise StoreUnavailable(str(exc).splitlines()[0]) from exc
+            except Exception as exc:  # SQLAlchemy's wrapping of a refused or failed connect, or its pool timing out
+                raise StoreUnavailable(str(exc).splitlines()[0]) from getattr(exc, "orig", None)
             connection.detach()
             self._connection = connection
         return self._connection
