@@ -8,8 +8,9 @@ from flask import Flask
 
 from voice import bp as voice_bp
 from voice import access, client, errors, flows, logs, ops, ratelimit, security, settings
-from voice.store import db, records
 from voice.cli import voice_cli
+from voice.store import db, records
+
 
 def create_app(config=None):
     """Build the app from `config`, or from the environment and .env when none is given."""

@@ -33,16 +33,8 @@ def database_url(request, tmp_path):
 def write(app, source="events", **fields):
     """The prepared write of a notification, as record_notification makes it."""
     form = MultiDict(fields)
-    note = callbacks.parse(form)
     with app.test_request_context():
-        driver = app.extensions["voice_store"]
-        fold = {"direction": note.direction, "person": note.caller, "ours": note.destination, "state": note.state,
-                "answered": int(note.state in records.ANSWERED_STATES or bool(note.digits)),
-                "started_at": note.started_at, "final": int(note.is_final), "duration": note.duration,
-                "amount": note.amount, "currency": note.currency, "hangup_cause": note.hangup_cause,
-                "status": note.status, "digits": note.digits}
-        return driver.write(note.session_id, source, records.event_type(note), records.payload_of(form), None,
-                            note.problems, fold, note.recording_url)
+        return records.notification_write(callbacks.parse(form), source, records.payload_of(form))
 
 
 def call_row(app, session):

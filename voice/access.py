@@ -20,7 +20,9 @@ log = logging.getLogger("voice.access")
 
 _KEY = "voice.access"
 _WELL_FORMED = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}  # any other is counted as `other`
 request_id = contextvars.ContextVar("request_id", default=None)
+_NOTHING_NOTED = {"session": "-", "detail": "", "fields": {}}  # the line of a request no view noted anything on
 
 
 def note(environ, session_id=None, detail=None, **fields):
@@ -75,7 +77,7 @@ class Access:
                 metrics.observe_request(environ.get("voice.route", "unmatched"), method if method in _METHODS else "other",
                                         code, seconds)
             if log.isEnabledFor(logging.INFO):
-                line = environ.get(_KEY) or {"session": "-", "detail": "", "fields": {}}
+                line = environ.get(_KEY) or _NOTHING_NOTED
                 path = environ.get("PATH_INFO", "")
                 fields = {"method": method, "path": path, "status": int(code) if code.isdigit() else None,
                           "duration_ms": round(seconds * 1000, 1), "session_id": line["session"], **line["fields"]}
@@ -84,6 +86,3 @@ class Access:
             return body
         finally:
             request_id.reset(token)
-
-
-_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}

@@ -74,20 +74,26 @@ def require_api_key(view):
         if not current_app.config["API_KEYS"]:
             raise APIError(503, "not_configured",
                            "No API key is set on the server (VOICE_API_KEY or VOICE_API_KEYS), so this route is disabled.")
-        given = presented_key()
-        if given is None:
-            metrics.refused("bad_key")
-            raise APIError(401, "unauthorized", "Send your API key as 'X-API-Key: <key>' or 'Authorization: Bearer <key>'.",
-                           headers={"WWW-Authenticate": "Bearer"})
-        label = key_label(given)
-        if label is None:
-            metrics.refused("bad_key")
-            log.warning("%s %s refused: wrong API key (from %s)", request.method, request.path, request.remote_addr)
-            raise APIError(401, "unauthorized", "The API key is not valid.", headers={"WWW-Authenticate": "Bearer"})
-        g.api_key_label = label
+        g.api_key_label = authenticate()
         return view(*args, **kwargs)
 
     return wrapped
+
+
+def authenticate(hint=""):
+    """The label of the API key the request carries; 401 (counted, and logged when wrong) without a valid one."""
+    given = presented_key()
+    if given is None:
+        metrics.refused("bad_key")
+        raise APIError(401, "unauthorized", "Send your API key as 'X-API-Key: <key>' or 'Authorization: Bearer <key>'"
+                       + (hint or "."), headers={"WWW-Authenticate": "Bearer"})
+    label = key_label(given)
+    if label is None:
+        metrics.refused("bad_key")
+        log.warning("%s %s refused: wrong API key (from %s)", request.method, request.path, request.remote_addr)
+        raise APIError(401, "unauthorized", "The API key is not valid" + (hint or "."),
+                       headers={"WWW-Authenticate": "Bearer"})
+    return label
 
 
 def require_webhook_auth(view):

@@ -11,7 +11,6 @@ phone number or key is ever a label.
 """
 
 import os
-import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import REGISTRY, multiprocess
@@ -107,18 +106,6 @@ def observe_notification(note, source, kind, new):
 def refused(reason):
     """Count a refusal (see REFUSAL_REASONS)."""
     child(REFUSALS, reason).inc()
-
-
-class Timer:
-    """Times a block: `with Timer() as timer: ...; timer.seconds`."""
-
-    def __enter__(self):
-        self.started = time.perf_counter()
-        self.seconds = 0.0
-        return self
-
-    def __exit__(self, *exc):
-        self.seconds = time.perf_counter() - self.started
 
 
 def exposition():

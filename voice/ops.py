@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from flask import Blueprint, current_app, request
 
 from voice import metrics
-from voice.auth import address_in, key_label, presented_key
+from voice.auth import address_in, authenticate
 from voice.errors import APIError
 from voice.ratelimit import limiter
 from voice.store.db import db
@@ -22,13 +22,7 @@ def scrape():
     if not current_app.config["VOICE_METRICS"]:
         raise APIError(404, "not_found", "Metrics are off (VOICE_METRICS=0).")
     if not address_in(request.remote_addr, current_app.config["METRICS_NETWORKS"]):
-        given = presented_key()
-        if given is None or key_label(given) is None:
-            metrics.refused("bad_key")
-            log.warning("/metrics refused: no valid key (from %s)", request.remote_addr)
-            raise APIError(401, "unauthorized", "Send your API key as 'Authorization: Bearer <key>', or scrape "
-                                                "from an address in VOICE_METRICS_ALLOWED_IPS.",
-                           headers={"WWW-Authenticate": "Bearer"})
+        authenticate(hint=", or scrape from an address in VOICE_METRICS_ALLOWED_IPS.")
     body, content_type = metrics.exposition()
     return current_app.response_class(body, mimetype=None, content_type=content_type)
 

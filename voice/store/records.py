@@ -8,7 +8,6 @@ the call whichever URL brought them.
 
 import hashlib
 import json
-import logging
 import re
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -20,8 +19,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from voice.callbacks import FINAL_STATES, STATE_RANKS
 from voice.store.db import UTCDateTime, db, guarded, utcnow, write_turn
 from voice.store.group import GroupCommit
-
-log = logging.getLogger(__name__)
 
 UNKNOWN_STATE_RANK = 3
 MAX_RECORDINGS = 20
@@ -293,16 +290,19 @@ def record_notification(note, source, payload, params=None):
 
     A database failure raises StoreUnavailable, and nothing of the notification is kept.
     """
-    driver = current_app.extensions["voice_store"]
+    return _commit([notification_write(note, source, payload, params)])[0]
+
+
+def notification_write(note, source, payload, params=None):
+    """The prepared write of an AT notification: its event and what it brings to its call."""
     # AT names the phone user callerNumber and our AT number destinationNumber in both
     # directions; a call record says who called whom.
     fold = {"direction": note.direction, "person": note.caller, "ours": note.destination, "state": note.state,
             "answered": int(note.state in ANSWERED_STATES or bool(note.digits)), "started_at": note.started_at,
             "final": int(note.is_final), "duration": note.duration, "amount": note.amount, "currency": note.currency,
             "hangup_cause": note.hangup_cause, "status": note.status, "digits": note.digits}
-    write = driver.write(note.session_id, source, event_type(note), payload, params, note.problems, fold,
-                         note.recording_url)
-    return _commit([write])[0]
+    return current_app.extensions["voice_store"].write(note.session_id, source, event_type(note), payload, params,
+                                                       note.problems, fold, note.recording_url)
 
 
 def record_dialout(answer, caller_number, requested_by):
