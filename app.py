@@ -7,7 +7,8 @@ from dotenv import load_dotenv
 from flask import Flask
 
 from voice import bp as voice_bp
-from voice import access, client, errors, flows, logs, ops, ratelimit, security, settings
+from voice import access, errors, flows, logs, ops, ratelimit, security, settings
+from voice.at import client
 from voice.cli import voice_cli
 from voice.store import db, records
 

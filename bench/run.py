@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from bench.breakdown import FORMS  # noqa: E402
 from bench.openloop import OpenLoop, sessions  # noqa: E402
 from tests.gunicorn_helpers import free_port, procfile_command, wait_until_up  # noqa: E402
-from voice.fake_at import FakeAT  # noqa: E402
+from voice.at.fake import FakeAT  # noqa: E402
 
 TOKEN = "bench-token"
 SCENARIOS = ("instruct", "events", "mix", "latency", "slow", "metrics", "memory", "breakdown")

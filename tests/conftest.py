@@ -9,7 +9,7 @@ from flask_migrate import upgrade
 from app import create_app
 from tests import contract
 from voice.store.db import db
-from voice.fake_at import FakeAT
+from voice.at.fake import FakeAT
 
 API_KEY = "test-key-0123456789"
 WEBHOOK_TOKEN = "test-token-abcdef"

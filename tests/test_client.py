@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.conftest import AT_KEY
-from voice.client import ATError, Busy, VoiceClient
+from voice.at.client import ATError, Busy, VoiceClient
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from schemathesis.specs.openapi.checks import ignored_auth, positive_data_accept
 from tests.conftest import API_KEY, AT_KEY, WEBHOOK_TOKEN
 from tests.contract import SPEC
 from tests.gunicorn_helpers import served, service_env
-from voice.fake_at import FakeAT
+from voice.at.fake import FakeAT
 
 UPSTREAM_ERRORS = {"at_rejected", "at_call_failed", "at_timeout", "at_unreachable", "at_bad_response"}
 def test_the_contract_is_served_as_kept_in_the_repository(client):

@@ -9,7 +9,7 @@ import requests
 
 from tests.conftest import API_KEY, AT_KEY, WEBHOOK_TOKEN
 from tests.gunicorn_helpers import served, service_env
-from voice.fake_at import FakeAT
+from voice.at.fake import FakeAT
 
 
 @pytest.fixture

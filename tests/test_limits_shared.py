@@ -7,7 +7,7 @@ import requests
 
 from tests.conftest import AT_KEY, API_KEY
 from tests.gunicorn_helpers import served, service_env
-from voice.fake_at import FakeAT
+from voice.at.fake import FakeAT
 
 
 @pytest.fixture

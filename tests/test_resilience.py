@@ -14,7 +14,7 @@ import requests
 
 from tests.conftest import AT_KEY, API_KEY, WEBHOOK_TOKEN
 from tests.gunicorn_helpers import free_port, served, service_env
-from voice.fake_at import FakeAT
+from voice.at.fake import FakeAT
 
 EVENT = {"isActive": "0", "direction": "Inbound", "callSessionState": "Completed", "durationInSeconds": "12",
          "amount": "1.0", "currencyCode": "KES", "hangupCause": "NORMAL_CLEARING", "callerNumber": "+254712345678",

@@ -10,7 +10,7 @@ from werkzeug.serving import make_server
 
 from tests.conftest import API_KEY, WEBHOOK_TOKEN
 from tests.gunicorn_helpers import free_port, log_of, served, service_env
-from voice.simulator import SimulatedCall, SimulationError, check_document
+from voice.at.simulator import SimulatedCall, SimulationError, check_document
 
 KEY = {"X-API-Key": API_KEY}
 
@@ -123,7 +123,7 @@ def test_the_simulate_command_prints_a_transcript(app, live_app):
 
 
 def test_the_simulator_under_gunicorn(tmp_path):
-    from voice.fake_at import FakeAT
+    from voice.at.fake import FakeAT
 
     fake = FakeAT().start()
     try:

@@ -210,7 +210,7 @@ def test_unknown_paths_and_wrong_methods_answer_json(client, method, path, statu
 
 
 def test_an_unexpected_failure_is_json_without_a_traceback(app, auth, monkeypatch):
-    from voice import client as voice_client
+    from voice.at import client as voice_client
 
     def explode(self, phone):
         raise RuntimeError("secret internals")

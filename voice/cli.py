@@ -104,7 +104,7 @@ def fake_at(port, service_url, digits):
     """Serve a simulated AT voice API on 127.0.0.1 that plays the callee of each call it queues."""
     from flask import current_app
 
-    from voice.fake_at import TEST_NUMBERS, FakeAT
+    from voice.at.fake import TEST_NUMBERS, FakeAT
 
     config = current_app.config
     port = port or int(config["VOICE_FAKE_AT_PORT"])
@@ -113,7 +113,7 @@ def fake_at(port, service_url, digits):
                     digits=tuple(d.strip() for d in digits.split(",") if d.strip()))
     say = click.echo
     if str(config.get("LOG_FORMAT", "text")).lower() == "json":  # beside the service, every line is JSON
-        say = logging.getLogger("voice.fake_at").warning
+        say = logging.getLogger("voice.at.fake").warning
     say(f"SIMULATED Africa's Talking voice API on {server.url} (no real calls); callees drive {service_url}")
     say("Test numbers: " + ", ".join(f"{number} {value or kind}" for number, (kind, value) in TEST_NUMBERS.items()))
     try:
@@ -136,7 +136,7 @@ def simulate(url, inbound, caller, digits, token):
 
     from flask import current_app
 
-    from voice.simulator import SimulatedCall, SimulationError
+    from voice.at.simulator import SimulatedCall, SimulationError
 
     config = current_app.config
     scripted = [d.strip() for d in digits.split(",")] if digits is not None else None

@@ -7,7 +7,7 @@ from limits.errors import StorageError
 from werkzeug.exceptions import HTTPException
 
 from voice import metrics
-from voice.client import ATError, Busy, NotConfigured
+from voice.at.client import ATError, Busy, NotConfigured
 from voice.phone import CostlyNumber, InvalidPhone, NotAllowed
 from voice.store.db import StoreUnavailable
 from voice.store.history import BadFilter

@@ -9,7 +9,7 @@ from flask import current_app, g, request, send_from_directory
 from voice import bp, callbacks, ivr, metrics
 from voice.access import note as log_note
 from voice.auth import require_api_key, require_webhook_auth
-from voice.client import get_client
+from voice.at.client import get_client
 from voice.errors import APIError, apology, xml_response, xml_route
 from voice.phone import check_dialable, mask, normalise
 from voice.ratelimit import destination, limiter, per_destination_limit, per_key_limit

@@ -4,7 +4,7 @@ It answers `/call` and `/queueStatus` with AT's shapes and `Content-Type: applic
 Some destination numbers make it answer each failure AT gives (see TEST_NUMBERS), so a
 developer can see how the service reacts without an account. Given the service's URL, it
 also plays the callee of each call it queues: it drives /voice/instruct as AT would (see
-voice.simulator), then sends the final notification and an event.
+voice.at.simulator), then sends the final notification and an event.
 """
 
 import json
@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 from voice.phone import mask
-from voice.simulator import SimulatedCall, SimulationError
+from voice.at.simulator import SimulatedCall, SimulationError
 
 log = logging.getLogger(__name__)
 
