@@ -209,8 +209,9 @@ def test_duplicate_fields_are_400(client, path):
     assert response.status_code == 400
 
 
-def test_a_duplicate_phone_is_400(client, fake_at):
-    response = client.post("/voice/invoke-call?phone=254712345678", data={"phone": "254712345670"}, headers=KEY)
+def test_a_duplicate_client_request_id_is_400(client, fake_at):
+    response = client.post("/voice/invoke-call?clientRequestId=a", data={"phone": "254712345670",
+                                                                         "clientRequestId": "b"}, headers=KEY)
     assert response.status_code == 400 and response.json["error"] == "duplicate_field"
     assert fake_at.requests == []
 
@@ -225,7 +226,7 @@ def test_json_on_a_form_webhook_is_415(client):
     assert client.post(EVENTS, json={"sessionId": "ATVId_1"}).status_code == 415
 
 
-@pytest.mark.parametrize("phone", [["254712345678"], {"n": 1}, True, None])
+@pytest.mark.parametrize("phone", [["254712345678", None], [{"n": 1}], {"n": 1}, True, None])
 def test_json_phone_of_the_wrong_type_is_400(client, phone):
     assert client.post("/voice/invoke-call", json={"phone": phone}, headers=KEY).status_code == 400
 

@@ -39,6 +39,7 @@ FINAL_STATES = {name for name, rank in STATE_RANKS.items() if rank == 9}
 MAX_TEXT = 255
 MAX_URL = 2048
 _SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_.:\-]+$")
+SESSION_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 
 
 MAX_FIELD = 2048
@@ -72,6 +73,15 @@ class Notification:
     hangup_cause: str | None = None
     status: str | None = None
     started_at: datetime | None = None
+    client_request_id: str | None = None
+    transfer_state: str | None = None
+    transferred_to: str | None = None
+    transfer_hangup_cause: str | None = None
+    transfer_param: str | None = None
+    dequeued_to: str | None = None
+    dequeued_at: datetime | None = None
+    queue_seconds: int | None = None
+    queue_name: str | None = None
     problems: list = field(default_factory=list)
 
     @property
@@ -117,8 +127,18 @@ def parse(form):
     note.currency = _currency(form.get("currencyCode"), problems)
     note.hangup_cause = _token(form, "hangupCause", problems)
     note.status = _token(form, "status", problems)
-    note.started_at = _timestamp(form.get("callStartTime"), problems)
+    note.started_at = _timestamp(form.get("callStartTime"), problems, "callStartTime")
     note.state = _state(form, note, problems)
+    note.client_request_id = _request_id(form.get("clientRequestId"), problems)
+    # Transfers (AT's /callTransfer) and queues (<Enqueue>/<Dequeue>) report on the call they moved.
+    note.transfer_state = _token(form, "callTransferState", problems)
+    note.transferred_to = _text(form, "callTransferredToNumber", 128, problems)
+    note.transfer_hangup_cause = _token(form, "callTransferHangupCause", problems)
+    note.transfer_param = _text(form, "callTransferParam", 160, problems)
+    note.dequeued_to = _text(form, "dequeuedToPhoneNumber", 128, problems)
+    note.dequeued_at = _timestamp(form.get("dequeueTime"), problems, "dequeueTime")
+    note.queue_seconds = _integer(form, "queueDurationInSeconds", problems)
+    note.queue_name = _token(form, "queueName", problems)
     return note
 
 
@@ -225,7 +245,21 @@ def _currency(value, problems):
     return value
 
 
-def _timestamp(value, problems):
+CLIENT_REQUEST_ID = re.compile(r"^[\x21-\x7e]([\x20-\x7e]{0,62}[\x21-\x7e])?$")
+
+
+def _request_id(value, problems):
+    """The clientRequestId we gave AT, echoed back: printable ASCII, at most 64 characters."""
+    if _blank(value):
+        return None
+    value = value.strip()
+    if not CLIENT_REQUEST_ID.match(value):
+        problems.append("clientRequestId is not 1 to 64 printable characters")
+        return None
+    return value
+
+
+def _timestamp(value, problems, name):
     """AT's `YYYY-MM-DD HH:MM:SS` (UTC assumed), ISO 8601, or its literal `None`."""
     if _blank(value):
         return None
@@ -233,7 +267,7 @@ def _timestamp(value, problems):
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        problems.append("callStartTime is not a timestamp")
+        problems.append(f"{name} is not a timestamp")
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)

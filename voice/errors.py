@@ -9,6 +9,7 @@ from werkzeug.exceptions import HTTPException
 from voice import metrics
 from voice.at.client import ATError, Busy, NotConfigured
 from voice.phone import CostlyNumber, InvalidPhone, NotAllowed
+from voice.ratelimit import TooManyDials
 from voice.store.db import StoreUnavailable
 from voice.store.history import BadFilter
 
@@ -119,8 +120,14 @@ def _handle_busy(exc):
 
 
 def _handle_at_error(exc):
-    metrics.child(metrics.DIALOUTS, exc.code, metrics.known(exc.at_status, metrics.ENTRY_STATUSES)).inc()
+    if exc.operation == "call":
+        metrics.child(metrics.DIALOUTS, exc.code, metrics.known(exc.at_status, metrics.ENTRY_STATUSES)).inc()
     return json_error(500, exc.code, exc.message, atStatus=exc.at_status, response=exc.response)
+
+
+def _handle_too_many_dials(exc):
+    metrics.refused("rate_limit")
+    return json_error(429, "too_many_requests", str(exc), headers={"Retry-After": str(exc.retry_after)})
 
 
 def register(app):
@@ -138,6 +145,7 @@ def register(app):
         ),
     )
     app.register_error_handler(Busy, _handle_busy)
+    app.register_error_handler(TooManyDials, _handle_too_many_dials)
     app.register_error_handler(ATError, _handle_at_error)
     app.register_error_handler(BadFilter, lambda exc: json_error(400, "bad_filter", str(exc)))
     app.register_error_handler(StoreUnavailable, _handle_store_unavailable)

@@ -111,9 +111,36 @@ def per_destination_limit():
     return current_app.config["VOICE_RATE_LIMIT_PER_DESTINATION"]
 
 
-def destination():
-    """The number being dialled, checked by the view's phone check before limits are counted."""
-    return g.get("dial_to", "unknown")
+def dial_cost():
+    """What a dial-out costs against the per-key limit: one per number it dials."""
+    return len(g.get("dial_numbers") or ()) or 1
+
+
+def count_destinations(numbers):
+    """Count one dial-out to each of `numbers` against the per-destination limit.
+
+    Every number is tested before any is counted, so a request refused because one of its
+    numbers is used up costs the others nothing; the refusal is a 429 with Retry-After.
+    """
+    strategy = limiter.limiter
+    items = parse_many(per_destination_limit())
+    prefix = current_app.config["RATELIMIT_KEY_PREFIX"]
+    for number in numbers:
+        for item in items:
+            if not strategy.test(item, prefix, "dialout-per-destination", number):
+                reset = strategy.get_window_stats(item, prefix, "dialout-per-destination", number).reset_time
+                raise TooManyDials(max(1, int(reset - time.time()) + 1), item)
+    for number in numbers:
+        for item in items:
+            strategy.hit(item, prefix, "dialout-per-destination", number)
+
+
+class TooManyDials(Exception):
+    """A destination's dial-out limit is used up; `retry_after` in seconds."""
+
+    def __init__(self, retry_after, item):
+        super().__init__(f"This number may be dialled at most {item} (VOICE_RATE_LIMIT_PER_DESTINATION).")
+        self.retry_after = retry_after
 
 
 def init_app(app):

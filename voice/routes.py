@@ -6,13 +6,13 @@ from pathlib import Path
 
 from flask import current_app, g, request, send_from_directory
 
-from voice import bp, callbacks, ivr, metrics
+from voice import bp, callbacks, fields, ivr, metrics
 from voice.access import note as log_note
+from voice.at.client import ATError, get_client
 from voice.auth import require_api_key, require_webhook_auth
-from voice.at.client import get_client
 from voice.errors import APIError, apology, xml_response, xml_route
-from voice.phone import check_dialable, mask, normalise
-from voice.ratelimit import destination, limiter, per_destination_limit, per_key_limit
+from voice.phone import InvalidPhone, check_dialable, mask, normalise
+from voice.ratelimit import count_destinations, dial_cost, limiter, per_key_limit
 from voice.store import history, records
 from voice.store.db import StoreUnavailable
 
@@ -34,16 +34,24 @@ def openapi():
     return send_from_directory(Path(__file__).parent, "openapi.json", mimetype="application/json")
 
 
-def dial_target(view):
-    """Read the number to dial and check it may be dialled, before any limit is counted."""
+def _dialable(raw_numbers):
+    """The numbers a client gave, cleaned to E.164 (each once) and each checked, before any limit is counted."""
+    numbers = list(dict.fromkeys(normalise(raw) for raw in raw_numbers or [None]))
+    masked = ",".join(mask(number) for number in numbers)
+    log_note(request.environ, detail="to=" + masked, to=masked)
+    for number in numbers:
+        check_dialable(number, current_app.config["ALLOWED_COUNTRY_CODES"])
+    g.dial_numbers = numbers
+    return numbers
+
+
+def dial_targets(view):
+    """Read and check the numbers to dial (up to 10) and the clientRequestId, before any limit is counted."""
 
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
-        phone = normalise(_client_field("phone"))
-        masked = mask(phone)
-        log_note(request.environ, detail="to=" + masked, to=masked)
-        check_dialable(phone, current_app.config["ALLOWED_COUNTRY_CODES"])
-        g.dial_to = phone
+        _dialable(fields.numbers("phone"))
+        g.client_request_id = fields.client_request_id()
         return view(*args, **kwargs)
 
     return wrapped
@@ -51,27 +59,130 @@ def dial_target(view):
 
 @bp.route("/invoke-call", methods=["GET", "POST"])
 @require_api_key
-@dial_target
-@limiter.limit(per_key_limit, scope="dialout-per-key")
-@limiter.limit(per_destination_limit, key_func=destination, scope="dialout-per-destination")
+@dial_targets
+@limiter.limit(per_key_limit, scope="dialout-per-key", cost=dial_cost)
 def invoke_call():
-    """Dial the `phone` the client gives, from our AT number."""
-    phone = g.dial_to
+    """Dial the `phone` (or several) the client gives, from our AT number."""
+    numbers, request_id = g.dial_numbers, g.client_request_id
+    count_destinations(numbers)
     client = get_client()
-    answer = client.call(phone)
-    for entry in answer.get("entries") or []:
+    answer = client.call(numbers[0] if len(numbers) == 1 else numbers, client_request_id=request_id)
+    entries = [entry for entry in answer.get("entries") or [] if isinstance(entry, dict)]
+    for entry in entries:
         metrics.child(metrics.DIALOUTS, "queued", metrics.known(entry.get("status"), metrics.ENTRY_STATUSES)).inc()
     log_note(request.environ, detail="outcome=queued")
     try:
-        log_note(request.environ, ",".join(records.record_dialout(answer, client.voice_number, g.api_key_label)) or "-")
+        stored = records.record_dialout(answer, client.voice_number, g.api_key_label, request_id)
+        log_note(request.environ, ",".join(stored) or "-")
     except StoreUnavailable as exc:
         # The call is placed: answering an error would invite a retry that dials twice. AT's
         # callbacks still create the record when the store is back.
-        log.error("dial-out to %s placed but not recorded: %s", mask(phone), exc)
-    body = {"message": f"Call initiated to {phone}", "response": answer}
+        log.error("dial-out to %s placed but not recorded: %s", mask(numbers[0]), exc)
+    if len(numbers) == 1:
+        body = {"message": f"Call initiated to {numbers[0]}", "response": answer}
+    else:
+        queued = sum(entry.get("status") == "Queued" for entry in entries)
+        body = {"message": f"Calls initiated to {queued} of {len(numbers)} numbers",
+                "calls": [{key: entry.get(key) for key in ("phoneNumber", "status", "sessionId")} for entry in entries],
+                "response": answer}
+    if request_id is not None:
+        body["clientRequestId"] = request_id
     if current_app.config["VOICE_MODE"] == "simulated":
         body["simulated"] = True
     return body
+
+
+def transfer_target(view):
+    """Read and check a transfer's number, leg and hold music, and that its call is in progress, before limits."""
+
+    @functools.wraps(view)
+    def wrapped(session_id, *args, **kwargs):
+        _dialable([fields.text("phone")])
+        leg = (fields.text("callLeg") or "callee").strip()
+        if leg not in ("caller", "callee"):
+            raise APIError(400, "bad_field", "callLeg must be caller or callee.")
+        g.transfer = {"phoneNumber": g.dial_numbers[0], "callLeg": leg, "holdMusicUrl": fields.audio_url("holdMusicUrl")}
+        if not callbacks.SESSION_ID.fullmatch(session_id) or records.call_in_progress(session_id) is None:
+            raise APIError(409, "call_not_in_progress",
+                           f"No call in progress has sessionId {session_id[:128]!r}: only a live call can be transferred.")
+        return view(session_id, *args, **kwargs)
+
+    return wrapped
+
+
+@bp.post("/calls/<session_id>/transfer")
+@require_api_key
+@transfer_target
+@limiter.limit(per_key_limit, scope="dialout-per-key", cost=dial_cost)
+def transfer_call(session_id):
+    """Move a live call to another number through AT's /callTransfer (a paid leg, limited like a dial-out)."""
+    asked = g.transfer
+    count_destinations(g.dial_numbers)
+    client = get_client()
+    try:
+        answer = client.transfer(session_id, asked["phoneNumber"], asked["callLeg"], asked["holdMusicUrl"])
+    except ATError as exc:
+        if exc.code == "at_transfer_failed":
+            _record_transfer(session_id, asked, exc.response["callTransferResponse"])
+        raise
+    _record_transfer(session_id, asked, answer["callTransferResponse"])
+    log_note(request.environ, session_id, "outcome=transferred")
+    return {"message": f"Call {session_id} transferred to {asked['phoneNumber']}", "sessionId": session_id,
+            "phoneNumber": asked["phoneNumber"], "callLeg": asked["callLeg"], "response": answer}
+
+
+def _record_transfer(session_id, asked, outcome):
+    """Note the transfer on its call; a store that is away loses the note, never the answer."""
+    try:
+        records.record_transfer(session_id, asked, outcome, g.api_key_label)
+    except StoreUnavailable as exc:
+        log.error("transfer of %s done but not recorded: %s", session_id, exc)
+
+
+@bp.get("/queue")
+@require_api_key
+def queue_status():
+    """How many callers wait in the queues of our AT numbers (default AT_VOICE_NUMBER)."""
+    client = get_client()
+    numbers = [ours(raw) for raw in fields.numbers("phone", limit=MAX_QUEUE_NUMBERS)] or [client.voice_number]
+    entries = client.queue_status(list(dict.fromkeys(numbers)))
+    return {"queues": [{"phoneNumber": entry.get("phoneNumber"), "queueName": entry.get("queueName") or "",
+                        "numCalls": _count(entry.get("numCalls"))} for entry in entries]}
+
+
+@bp.post("/media")
+@require_api_key
+def upload_media():
+    """Have AT fetch and cache an audio file, so its first <Play> or hold music starts at once."""
+    url = fields.audio_url("url", required=True)
+    raw = fields.text("phone")
+    client = get_client()
+    phone = ours(raw) if raw else client.voice_number
+    client.upload_media(url, phone)
+    return {"message": "Africa's Talking has the file; its first play starts at once.", "url": url,
+            "phoneNumber": phone}
+
+
+MAX_QUEUE_NUMBERS = 10
+
+
+def ours(raw):
+    """`raw` as one of this service's AT numbers (AT_VOICE_NUMBER, AT_VOICE_NUMBERS), or a 400."""
+    try:
+        number = normalise(raw)
+    except InvalidPhone as exc:
+        raise APIError(400, "invalid_phone", str(exc)) from None
+    if number not in current_app.config["AT_NUMBERS"]:
+        raise APIError(400, "not_our_number",
+                       "phone must be one of this service's AT numbers (AT_VOICE_NUMBER or AT_VOICE_NUMBERS).")
+    return number
+
+
+def _count(value):
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return 0
 
 
 @bp.post("/instruct")
@@ -161,32 +272,6 @@ def _record(app, req, note, source):
         metrics.observe_notification(note, source, records.event_type(note), new)
     if not new:
         log_note(req.environ, detail="duplicate")
-
-
-MAX_CLIENT_FIELD = 64
-
-
-def _client_field(name):
-    """A field of a dial-out request, from the query string, a form or a JSON object; given once."""
-    if request.is_json:
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise APIError(400, "bad_json", "The body must be a JSON object, e.g. {\"phone\": \"254712345678\"}.")
-        values = [body[name]] if name in body else request.args.getlist(name)
-    elif request.content_length and request.mimetype not in callbacks.FORM_TYPES:
-        raise APIError(415, "unsupported_media_type", "Send the body as a form or as a JSON object.")
-    else:
-        values = request.args.getlist(name) + request.form.getlist(name)
-    if len(values) > 1:
-        raise APIError(400, "duplicate_field", f"{name} is given more than once.")
-    if not values or values[0] is None:
-        return None
-    if not isinstance(values[0], (str, int)) or isinstance(values[0], bool):
-        raise APIError(400, "invalid_phone" if name == "phone" else "bad_field", f"{name} must be a string.")
-    value = str(values[0])
-    if len(value) > MAX_CLIENT_FIELD:
-        raise APIError(400, "invalid_phone" if name == "phone" else "bad_field", f"{name} is too long.")
-    return value
 
 
 def _note_for_log(req, note):

@@ -4,6 +4,7 @@ DEFAULTS = {
     "AT_USERNAME": "",
     "AT_API_KEY": "",
     "AT_VOICE_NUMBER": "",
+    "AT_VOICE_NUMBERS": "",
     "AT_VOICE_API_URL": "",
     "AT_TIMEOUT_SECONDS": 8.0,
     "VOICE_MAX_DIALOUTS_IN_FLIGHT": 4,

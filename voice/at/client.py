@@ -15,7 +15,7 @@ from africastalking.Service import AfricasTalkingException
 from flask import current_app
 
 from voice import metrics
-from voice.phone import mask
+from voice.phone import InvalidPhone, mask, normalise
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +24,11 @@ REQUIRED_SETTINGS = ("AT_USERNAME", "AT_API_KEY", "AT_VOICE_NUMBER")
 
 
 class ATError(Exception):
-    """A dial-out that AT did not accept, or could not be asked."""
+    """A request AT did not accept, or could not be asked; `operation` names which."""
 
-    def __init__(self, code, message, at_status=None, response=None):
+    def __init__(self, code, message, at_status=None, response=None, operation="call"):
         super().__init__(message)
+        self.operation = operation
         self.code = code
         self.message = message
         self.at_status = at_status
@@ -47,7 +48,11 @@ class NotConfigured(Exception):
 
 
 class VoiceClient:
-    """Places calls through the SDK's VoiceService, with our timeout and base URL."""
+    """AT's voice API through the SDK's VoiceService, with our timeout, base URL and error mapping.
+
+    What the SDK lacks (`/callTransfer`, `clientRequestId` on `/call`) or hides (the HTTP status
+    `/mediaUpload` answers with) is posted here with the SDK's own credentials, headers and base URL.
+    """
 
     def __init__(self, username, api_key, voice_number, base_url="", timeout=8.0, max_in_flight=4):
         # Our own VoiceService instance rather than africastalking.initialize(), which
@@ -60,37 +65,109 @@ class VoiceClient:
         self.timeout = (min(CONNECT_TIMEOUT, timeout), timeout)
         self._slots = threading.BoundedSemaphore(max_in_flight)
 
-    def call(self, phone):
-        """Ask AT to call `phone` (E.164 with `+`) from our number; return AT's answer as a dict.
+    def call(self, phones, client_request_id=None):
+        """Ask AT to call `phones` (E.164 with `+`; one str, or a list) from our number; AT's answer as a dict.
 
+        One number must be queued or it raises ATError; with a list, it raises only when AT
+        queued none of them, and the answer's entries say how each one went.
         Raises Busy at once, rather than queueing, when this worker already has its cap of
-        dial-outs waiting on AT, so a stalled AT cannot tie up the threads callbacks need.
+        requests waiting on AT, so a stalled AT cannot tie up the threads callbacks need.
         """
+        numbers = [phones] if isinstance(phones, str) else list(phones)
+
+        def ask():
+            if client_request_id is None:
+                # The SDK wants a list: a str is iterated character by character.
+                answer = self._service.call(callFrom=self.voice_number, callTo=numbers, timeout=self.timeout)
+            else:
+                answer = self._post("/call", {"from": self.voice_number, "to": ",".join(numbers),
+                                              "clientRequestId": client_request_id})
+            answer = _as_object(answer)
+            _check_entries(answer, every=isinstance(phones, str))
+            return answer
+
+        answer = self._ask("call", ask)
+        for entry in answer["entries"]:
+            if isinstance(entry, dict) and entry.get("status") == "Queued":
+                log.info("AT queued call to %s", mask(entry.get("phoneNumber")))
+        return answer
+
+    def queue_status(self, numbers):
+        """How many callers wait in the queues of each of our `numbers`: AT's entries, through the SDK."""
+
+        def ask():
+            entries = []
+            for number in numbers:
+                answer = _as_object(self._service.fetch_queued_calls(number, timeout=self.timeout))
+                if answer.get("status") != "Success":
+                    reason = answer.get("errorMessage")
+                    reason = reason if reason not in (None, "None", "") else answer.get("status") or "no status"
+                    raise ATError("at_rejected", f"Africa's Talking refused the queue status: {_short(str(reason))}",
+                                  at_status=_short(str(answer.get("status")), 64), response=answer)
+                found = answer.get("entries")
+                if not isinstance(found, list) or not all(isinstance(entry, dict) for entry in found):
+                    raise ATError("at_bad_response", "Africa's Talking answered the queue status without its entries",
+                                  response=answer)
+                entries.extend(found)
+            return entries
+
+        return self._ask("queue", ask)
+
+    def upload_media(self, url, phone=None):
+        """Ask AT to fetch and cache the audio at `url` for our number `phone`; AT's answer.
+
+        AT says it took the file with HTTP 201 and nothing else, a status the SDK's media_upload
+        does not let us see, so the wrapper posts the SDK's form itself.
+        """
+        form = {"phoneNumber": phone or self.voice_number, "url": url}
+        answer = self._ask("media", lambda: self._post("/mediaUpload", form, success=201))
+        log.info("AT took the media file %s", _short(url.split("?")[0], 120))
+        return answer
+
+    def transfer(self, session_id, phone, call_leg="callee", hold_music_url=None):
+        """Ask AT to move a live call's `call_leg` to `phone` (the SDK has no /callTransfer); AT's answer."""
+        form = {"sessionId": session_id, "phoneNumber": phone, "callLeg": call_leg}
+        if hold_music_url:
+            form["holdMusicUrl"] = hold_music_url
+
+        def ask():
+            answer = _as_object(self._post("/callTransfer", form))
+            outcome = answer.get("callTransferResponse")
+            if not isinstance(outcome, dict):
+                raise ATError("at_bad_response", "Africa's Talking answered the transfer without callTransferResponse",
+                              response=answer)
+            if outcome.get("status") != "Success":
+                reason = outcome.get("errorMessage")
+                reason = reason if reason not in (None, "None", "") else outcome.get("status") or "no status"
+                raise ATError("at_transfer_failed", f"Africa's Talking did not transfer the call: {_short(str(reason))}",
+                              at_status=_short(str(outcome.get("status")), 64), response=answer)
+            return answer
+
+        return self._ask("transfer", ask)
+
+    def _ask(self, operation, ask):
+        """Run one request to AT in a dial-out slot, counted and timed, every failure an ATError."""
         if not self._slots.acquire(blocking=False):
             raise Busy()
-        try:
-            return self._call(phone)
-        finally:
-            self._slots.release()
-
-    def _call(self, phone):
         outcome = "at_error"
         started = time.perf_counter()
         try:
-            answer = self._ask_at(phone)
+            answer = self._mapped(ask)
             outcome = "ok"
             return answer
         except ATError as exc:
             outcome = exc.code
+            exc.operation = operation
             raise
         finally:
-            metrics.child(metrics.AT_REQUESTS, "call", outcome).inc()
-            metrics.child(metrics.AT_LATENCY, "call").observe(time.perf_counter() - started)
+            self._slots.release()
+            metrics.child(metrics.AT_REQUESTS, operation, outcome).inc()
+            metrics.child(metrics.AT_LATENCY, operation).observe(time.perf_counter() - started)
 
-    def _ask_at(self, phone):
+    def _mapped(self, ask):
+        """`ask()`, with the SDK's and requests' exceptions turned into ATError."""
         try:
-            # The SDK wants a list: a str is iterated character by character.
-            answer = self._service.call(callFrom=self.voice_number, callTo=[phone], timeout=self.timeout)
+            return ask()
         except AfricasTalkingException as exc:
             raise ATError("at_rejected", f"Africa's Talking refused the request: {_short(str(exc))}") from None
         except requests.exceptions.JSONDecodeError:
@@ -100,10 +177,21 @@ class VoiceClient:
             raise ATError("at_timeout", f"Africa's Talking did not answer within {self.timeout[1]:g} s") from None
         except requests.RequestException as exc:
             raise ATError("at_unreachable", f"Africa's Talking could not be reached ({type(exc).__name__})") from None
-        answer = _as_object(answer)
-        _check_entries(answer)
-        log.info("AT queued call to %s", mask(phone))
-        return answer
+
+    def _post(self, path, form, success=None):
+        """POST `form` to AT's voice API as the SDK would; the body (a dict when it is JSON, else text).
+
+        A non-2xx answer (or, given `success`, any other status) raises AfricasTalkingException
+        with AT's text, as the SDK does.
+        """
+        response = requests.post(self._service._make_url(path), data=dict(form, username=self._service._username),
+                                 headers=dict(self._service._headers), timeout=self.timeout)
+        if not 200 <= response.status_code < 300 or (success and response.status_code != success):
+            raise AfricasTalkingException(f"HTTP {response.status_code}: {response.text}")
+        try:
+            return response.json()
+        except ValueError:
+            return response.text
 
 
 def _as_object(answer):
@@ -118,17 +206,17 @@ def _as_object(answer):
     return answer
 
 
-def _check_entries(answer):
-    """Raise ATError unless AT queued every number: per-number failures come inside a 2xx."""
+def _check_entries(answer, every=True):
+    """Raise ATError unless AT queued every number (or, not `every`, at least one): per-number failures come inside a 2xx."""
     error_message = answer.get("errorMessage")
     entries = answer.get("entries")
     if error_message not in (None, "None", "") and not entries:
         raise ATError("at_rejected", f"Africa's Talking refused the call: {_short(str(error_message))}", response=answer)
     if not isinstance(entries, list) or not entries:
         raise ATError("at_bad_response", "Africa's Talking answered without any call entry", response=answer)
-    for entry in entries:
-        status = entry.get("status") if isinstance(entry, dict) else None
-        if status != "Queued":
+    statuses = [entry.get("status") if isinstance(entry, dict) else None for entry in entries]
+    for status in statuses:
+        if status != "Queued" and (every or "Queued" not in statuses):
             raise ATError(
                 "at_call_failed",
                 f"Africa's Talking did not queue the call: {status or 'no status'}",
@@ -143,8 +231,22 @@ def _short(text, limit=300):
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def our_numbers(config):
+    """This service's AT numbers: AT_VOICE_NUMBER, then AT_VOICE_NUMBERS (comma-separated), each in E.164."""
+    numbers = []
+    for number, raw in enumerate([config.get("AT_VOICE_NUMBER") or ""] + config["AT_VOICE_NUMBERS"].split(",")):
+        if raw.strip():
+            try:
+                numbers.append(normalise(raw))
+            except InvalidPhone as exc:
+                name = "AT_VOICE_NUMBER" if number == 0 else f"AT_VOICE_NUMBERS entry {number}"
+                raise ValueError(f"{name} is not a phone number: {exc}") from None
+    return list(dict.fromkeys(numbers))
+
+
 def init_app(app):
-    """Build the dial-out client from the app's settings, or record which settings are missing."""
+    """Build the AT client from the app's settings, or record which settings are missing."""
+    app.config["AT_NUMBERS"] = our_numbers(app.config)
     missing = [name for name in REQUIRED_SETTINGS if not app.config.get(name)]
     client = None
     if not missing:

@@ -80,6 +80,8 @@ def list_calls(args):
         query = query.where(Call.direction == direction)
     if args.get("state"):
         query = query.where(Call.state == args["state"].strip())
+    if args.get("clientRequestId"):
+        query = query.where(Call.client_request_id == args["clientRequestId"].strip())
     query = _in_window(query, *_window(args))
     limit = _limit(args.get("limit"))
     if args.get("cursor"):
@@ -183,6 +185,18 @@ def call_json(call):
         "recordingUrls": call.recording_urls or [],
         "requestedBy": call.requested_by,
         "queueStatus": call.queue_status,
+        "clientRequestId": call.client_request_id,
+        "transfer": {
+            "to": call.transferred_to,
+            "state": call.transfer_state,
+            "hangupCause": call.transfer_hangup_cause,
+        } if call.transferred_to or call.transfer_state or call.transfer_hangup_cause else None,
+        "queue": {
+            "name": call.queue_name,
+            "waitedSeconds": call.queue_seconds,
+            "dequeuedTo": call.dequeued_to,
+            "dequeuedAt": _iso(call.dequeued_at),
+        } if call.dequeued_to or call.queue_seconds is not None or call.queue_name else None,
     }
 
 

@@ -48,6 +48,14 @@ class Call(db.Model):
     recording_urls: Mapped[list | None] = mapped_column(sa.JSON)
     requested_by: Mapped[str | None] = mapped_column(sa.String(64))
     queue_status: Mapped[str | None] = mapped_column(sa.String(64))
+    client_request_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    transferred_to: Mapped[str | None] = mapped_column(sa.String(128))
+    transfer_state: Mapped[str | None] = mapped_column(sa.String(64))
+    transfer_hangup_cause: Mapped[str | None] = mapped_column(sa.String(64))
+    dequeued_to: Mapped[str | None] = mapped_column(sa.String(128))
+    dequeued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    queue_seconds: Mapped[int | None] = mapped_column(sa.Integer)
+    queue_name: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -82,6 +90,9 @@ FOLD_FIELDS = (
     ("started_at", "TIMESTAMP"), ("final", "INTEGER"), ("duration", "INTEGER"), ("amount", "NUMERIC(14, 4)"),
     ("currency", "VARCHAR(3)"), ("hangup_cause", "VARCHAR(64)"), ("status", "VARCHAR(64)"),
     ("digits", "VARCHAR(64)"), ("requested_by", "VARCHAR(64)"), ("queue_status", "VARCHAR(64)"),
+    ("client_request_id", "VARCHAR(64)"), ("transferred_to", "VARCHAR(128)"), ("transfer_state", "VARCHAR(64)"),
+    ("transfer_hangup_cause", "VARCHAR(64)"), ("dequeued_to", "VARCHAR(128)"), ("dequeued_at", "TIMESTAMP"),
+    ("queue_seconds", "INTEGER"), ("queue_name", "VARCHAR(64)"),
     ("now", "TIMESTAMP"),
 )
 _N = {name: f"n.column{number}" for number, (name, _) in enumerate(FOLD_FIELDS, start=1)}
@@ -108,6 +119,16 @@ _FOLD_SET = ", ".join((
     f"last_digits = COALESCE({_N['digits']}, calls.last_digits)",
     f"requested_by = COALESCE(calls.requested_by, {_N['requested_by']})",
     f"queue_status = COALESCE({_N['queue_status']}, calls.queue_status)",
+    f"client_request_id = COALESCE(calls.client_request_id, {_N['client_request_id']})",
+    f"transferred_to = COALESCE({_N['transferred_to']}, calls.transferred_to)",
+    # A transfer's outcome sticks: a late `Active` does not hide how it ended.
+    f"transfer_state = CASE WHEN {_N['transfer_state']} IS NULL OR ({_N['transfer_state']} = 'Active' "
+    f"AND calls.transfer_state IS NOT NULL) THEN calls.transfer_state ELSE {_N['transfer_state']} END",
+    f"transfer_hangup_cause = COALESCE({_N['transfer_hangup_cause']}, calls.transfer_hangup_cause)",
+    f"dequeued_to = COALESCE({_N['dequeued_to']}, calls.dequeued_to)",
+    f"dequeued_at = COALESCE({_N['dequeued_at']}, calls.dequeued_at)",
+    f"queue_seconds = COALESCE({_N['queue_seconds']}, calls.queue_seconds)",
+    f"queue_name = COALESCE({_N['queue_name']}, calls.queue_name)",
     f"updated_at = {_N['now']}",
 ))
 EVENT_FIELDS = (("session_id", None), ("source", "VARCHAR(16)"), ("now", "TIMESTAMP"), ("type", "VARCHAR(64)"),
@@ -212,6 +233,7 @@ class _Driver:
             f"[{payload_json}, {json.dumps(params or {}, sort_keys=True)}]".encode("utf-8")).hexdigest()
         event = (session_id, source, now, kind, fingerprint, payload_json, _json(params or None), _json(problems or None))
         fold["started_at"] = self.time(fold.get("started_at"))
+        fold["dequeued_at"] = self.time(fold.get("dequeued_at"))
         fold["amount"] = self.amount(fold.get("amount"))
         fold["rank"] = _rank(fold.get("state"))
         row = tuple(fold.get(name) for name, _ in FOLD_FIELDS[1:-1])
@@ -300,12 +322,16 @@ def notification_write(note, source, payload, params=None):
     fold = {"direction": note.direction, "person": note.caller, "ours": note.destination, "state": note.state,
             "answered": int(note.state in ANSWERED_STATES or bool(note.digits)), "started_at": note.started_at,
             "final": int(note.is_final), "duration": note.duration, "amount": note.amount, "currency": note.currency,
-            "hangup_cause": note.hangup_cause, "status": note.status, "digits": note.digits}
+            "hangup_cause": note.hangup_cause, "status": note.status, "digits": note.digits,
+            "client_request_id": note.client_request_id, "transferred_to": note.transferred_to,
+            "transfer_state": note.transfer_state, "transfer_hangup_cause": note.transfer_hangup_cause,
+            "dequeued_to": note.dequeued_to, "dequeued_at": note.dequeued_at, "queue_seconds": note.queue_seconds,
+            "queue_name": note.queue_name}
     return current_app.extensions["voice_store"].write(note.session_id, source, event_type(note), payload, params,
                                                        note.problems, fold, note.recording_url)
 
 
-def record_dialout(answer, caller_number, requested_by):
+def record_dialout(answer, caller_number, requested_by, client_request_id=None):
     """Store the calls AT queued for a dial-out, one per entry with a sessionId; return their ids."""
     driver = current_app.extensions["voice_store"]
     entries = [entry for entry in answer.get("entries") or []
@@ -315,8 +341,24 @@ def record_dialout(answer, caller_number, requested_by):
     now = utcnow()
     _commit([driver.write(entry["sessionId"], "invoke-call", "Queued", entry, None, None, {
         "direction": "Outbound", "person": entry.get("phoneNumber"), "ours": caller_number, "state": "Queued",
-        "started_at": now, "requested_by": requested_by, "queue_status": entry.get("status")}) for entry in entries])
+        "started_at": now, "requested_by": requested_by, "queue_status": entry.get("status"),
+        "client_request_id": client_request_id}) for entry in entries])
     return [entry["sessionId"] for entry in entries]
+
+
+def record_transfer(session_id, request, outcome, requested_by):
+    """Store a transfer we asked AT for, and how AT answered, as an event of the call."""
+    driver = current_app.extensions["voice_store"]
+    kind = "TransferRequested" if outcome.get("status") == "Success" else "TransferRefused"
+    payload = dict(request, requestedBy=requested_by, **{key: outcome.get(key) for key in ("status", "errorMessage")})
+    _commit([driver.write(session_id, "transfer", kind, payload, None, None, {})])
+
+
+def call_in_progress(session_id):
+    """The call `session_id` names if it is recorded and has not ended, else None."""
+    query = sa.select(Call).where(Call.session_id == session_id, Call.ended_at.is_(None),
+                                  sa.or_(Call.state.is_(None), Call.state.not_in(sorted(FINAL_STATES))))
+    return guarded(lambda: db.session.execute(query).scalar_one_or_none())
 
 
 def event_type(note):
