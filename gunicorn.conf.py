@@ -11,9 +11,11 @@ In simulated mode (VOICE_SIMULATE=1, or =auto without AT credentials, as `make r
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 from dotenv import load_dotenv
 
@@ -81,14 +83,30 @@ def child_exit(server, worker):
 
 
 def when_ready(server):
-    """Start the simulated AT when the app runs without AT credentials in simulated mode."""
+    """Start the simulated AT when the app runs without AT credentials in simulated mode, and wait for it.
+
+    The workers start when this returns: requests that arrive sooner wait in the listen queue,
+    so none is answered before the simulated AT can take the dial-outs it brings.
+    """
     from voice import settings
 
-    if not settings.simulated(settings.from_environ(os.environ)):
+    configured = settings.from_environ(os.environ)
+    if not settings.simulated(configured):
         return
     command = [sys.executable, "-m", "flask", "--app", "app", "voice", "fake-at"]
     _fake_at.append(subprocess.Popen(command, env=dict(os.environ, PORT=bind.rsplit(":", 1)[1])))
-    server.log.info("started the simulated Africa's Talking API (pid %s)", _fake_at[0].pid)
+    port = int(configured.get("VOICE_FAKE_AT_PORT") or settings.DEFAULTS["VOICE_FAKE_AT_PORT"])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _fake_at[0].poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            server.log.info("the simulated Africa's Talking API answers on 127.0.0.1:%s (pid %s)", port,
+                            _fake_at[0].pid)
+            return
+        except OSError:
+            time.sleep(0.1)
+    server.log.error("the simulated Africa's Talking API did not start on 127.0.0.1:%s: dial-outs will fail "
+                     "with at_unreachable (is the port taken? set VOICE_FAKE_AT_PORT)", port)
 
 
 def on_exit(server):

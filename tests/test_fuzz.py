@@ -8,7 +8,10 @@ from hypothesis import strategies as st
 
 from tests.conftest import API_KEY, WEBHOOK_TOKEN
 
-UPSTREAM_ERRORS = {"at_rejected", "at_call_failed", "at_timeout", "at_unreachable", "at_bad_response"}
+UPSTREAM_ERRORS = {"at_rejected", "at_call_failed", "at_timeout", "at_unreachable", "at_bad_response",
+                   "at_transfer_failed"}
+# The routes that ask AT something, whose documented 500s say how AT failed.
+AT_ROUTES = {"/voice/invoke-call", "/voice/queue", "/voice/media", "/voice/calls/{sessionId}/transfer"}
 ROUTES = [
     ("GET", "/voice/"),
     ("GET", "/voice/invoke-call"),
@@ -18,8 +21,11 @@ ROUTES = [
     ("GET", "/voice/calls"),
     ("GET", "/voice/calls/stats"),
     ("GET", "/voice/calls/ATVId_fuzz"),
+    ("GET", "/voice/queue"),
+    ("POST", "/voice/media"),
+    ("POST", "/voice/calls/ATVId_fuzz/transfer"),
 ]
-FIELDS = ["phone", "sessionId", "isActive", "dtmfDigits", "callSessionState", "eventType", "durationInSeconds",
+FIELDS = ["phone", "url", "callLeg", "holdMusicUrl", "clientRequestId", "callTransferState", "sessionId", "isActive", "dtmfDigits", "callSessionState", "eventType", "durationInSeconds",
           "amount", "currencyCode", "callStartTime", "direction", "callerNumber", "recordingUrl", "since", "until",
           "limit", "cursor", "state", "token"]
 
@@ -61,7 +67,7 @@ def test_no_route_answers_5xx_to_anything(fuzz_client, method, path, query, body
     response = fuzz_client.open(path, method=method, **kwargs)
     if response.status_code >= 500:
         body_json = response.get_json(silent=True) or {}
-        documented = (path == "/voice/invoke-call" and response.status_code == 500
+        documented = (path.replace("ATVId_fuzz", "{sessionId}") in AT_ROUTES and response.status_code == 500
                       and body_json.get("error") in UPSTREAM_ERRORS)
         assert documented, (response.status_code, response.get_data(as_text=True)[:300])
     assert b"Traceback" not in response.data

@@ -62,12 +62,63 @@ def _load_or_report(path):
 
 @flow_cli.command("check")
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
-def flow_check(file):
+@click.option("--upload-media", is_flag=True, help="Offer to have AT fetch every Play URL and holdMusic of the flow now.")
+@click.option("--yes", is_flag=True, help="With --upload-media: upload without asking.")
+def flow_check(file, upload_media, yes):
     """Check a flow file (default: VOICE_FLOW_FILE, else the shipped flow); exit 1 listing every problem."""
+    from voice import flows
+
     flow = _load_or_report(file)
     if flow is None:
         raise SystemExit(1)
     click.echo(f"{flow.source}: OK, {len(flow.steps)} steps, calls start at {flow.inbound!r}")
+    if not upload_media:
+        return
+    urls = flows.media_urls(flow)
+    if not urls:
+        click.echo("No Play URL or holdMusic in this flow: nothing to upload.")
+        return
+    click.echo(f"{len(urls)} audio file(s) AT would fetch on first play:")
+    for url in urls:
+        click.echo(f"  {url}")
+    if not yes and not click.confirm("Have AT fetch and cache them now?", default=True):
+        return
+    failed = sum(not _upload(url) for url in urls)
+    if failed:
+        raise SystemExit(1)
+
+
+media_cli = AppGroup("media", help="Audio files AT plays.")
+voice_cli.add_command(media_cli)
+
+
+@media_cli.command("upload")
+@click.argument("url")
+@click.option("--phone", help="Our AT number the file is for (default: AT_VOICE_NUMBER).")
+def media_upload(url, phone):
+    """Have AT fetch and cache the .mp3 or .wav at URL, so its first play starts at once."""
+    if not _upload(url, phone):
+        raise SystemExit(1)
+
+
+def _upload(url, phone=None):
+    """Upload one file through the AT client, printing the outcome; True when AT took it."""
+    from voice.at.client import ATError, Busy, NotConfigured, get_client
+    from voice.fields import AUDIO_URL
+
+    if not AUDIO_URL.match(url):
+        click.echo(f"  {url}: not an http(s) URL of an .mp3 or .wav file", err=True)
+        return False
+    try:
+        get_client().upload_media(url, phone)
+    except NotConfigured as exc:
+        click.echo(f"  {url}: AT is not configured ({', '.join(exc.missing)} missing)", err=True)
+        return False
+    except (ATError, Busy) as exc:
+        click.echo(f"  {url}: {getattr(exc, 'message', 'too many requests to AT at once')}", err=True)
+        return False
+    click.echo(f"  {url}: uploaded")
+    return True
 
 
 @flow_cli.command("show")
@@ -100,7 +151,9 @@ def flow_show(file, step):
 @click.option("--port", type=int, help="Port to listen on (default: VOICE_FAKE_AT_PORT, 8001).")
 @click.option("--service-url", help="The service whose webhooks the simulated callee drives (default: http://127.0.0.1:$PORT).")
 @click.option("--digits", default="1", show_default=True, help="Keys the simulated callee presses, comma-separated.")
-def fake_at(port, service_url, digits):
+@click.option("--bridge-seconds", default=10.0, show_default=True,
+              help="How long a call stays connected at a Dial, Enqueue or Conference (to try transfers and queues).")
+def fake_at(port, service_url, digits, bridge_seconds):
     """Serve a simulated AT voice API on 127.0.0.1 that plays the callee of each call it queues."""
     from flask import current_app
 
@@ -110,7 +163,7 @@ def fake_at(port, service_url, digits):
     port = port or int(config["VOICE_FAKE_AT_PORT"])
     service_url = service_url or f"http://127.0.0.1:{config['PORT']}"
     server = FakeAT(port=port, service_url=service_url, token=config.get("VOICE_WEBHOOK_TOKEN") or None,
-                    digits=tuple(d.strip() for d in digits.split(",") if d.strip()))
+                    digits=tuple(d.strip() for d in digits.split(",") if d.strip()), bridge_seconds=bridge_seconds)
     say = click.echo
     if str(config.get("LOG_FORMAT", "text")).lower() == "json":  # beside the service, every line is JSON
         say = logging.getLogger("voice.at.fake").warning

@@ -541,3 +541,24 @@ def check_python_result(flow, step_name, result):
     if checker.problems:
         raise FlowError(f"{flow.source} (python step {step_name!r})", checker.problems)
     return actions
+
+
+def media_urls(flow):
+    """Every audio URL the flow plays (Play, a Play prompt, holdMusic, ringbackTone), each once, in step order."""
+    urls = []
+
+    def visit(action):
+        if action is None:
+            return
+        for name in ("url", "holdMusic", "ringbackTone", "ringBackTone"):
+            value = action.attrs.get(name)
+            if value and value.startswith(("http://", "https://")):
+                urls.append(value)
+        visit(action.prompt)
+
+    for step in flow.steps.values():
+        for action in step.actions or []:
+            visit(action)
+        if step.menu is not None:
+            visit(step.menu.prompt)
+    return list(dict.fromkeys(urls))

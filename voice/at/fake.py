@@ -12,6 +12,7 @@ import logging
 import re
 import secrets
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
@@ -20,7 +21,8 @@ from voice.at.simulator import SimulatedCall, SimulationError
 
 log = logging.getLogger(__name__)
 
-# Destination numbers that make the simulated AT fail the way the real one can.
+# Numbers that make the simulated AT fail the way the real one can: destinations of /call and
+# /callTransfer, or our number given to /queueStatus and /mediaUpload.
 TEST_NUMBERS = {
     "+254700000001": ("entry", "InvalidPhoneNumber"),
     "+254700000002": ("entry", "DestinationNotSupported"),
@@ -32,6 +34,8 @@ TEST_NUMBERS = {
     "+254700000200": ("charset", None),
     "+254700000486": ("unanswered", "USER_BUSY"),
     "+254700000480": ("unanswered", "NO_ANSWER"),
+    "+254700000409": ("refused", "NotAllowed"),
+    "+254700000201": ("status", 200),
 }
 
 
@@ -41,11 +45,21 @@ def new_session_id():
 
 
 class FakeAT:
-    """The simulated AT API server; `requests` holds every form it received, in order."""
+    """The simulated AT API server; `requests` holds every form it received, in order.
+
+    Its callees press `digits` at each GetDigits, or `press[number]` when the number they
+    answer is there.
+    """
 
     def __init__(self, host="127.0.0.1", port=0, api_key=None, hang_seconds=30.0,
-                 service_url=None, token=None, digits=("1",), answer_delay=0.3):
+                 service_url=None, token=None, digits=("1",), answer_delay=0.3, bridge_seconds=0.0,
+                 press=None):
         self.api_key = api_key
+        self.press = press or {}
+        self.bridge_seconds = bridge_seconds
+        self.live = {}
+        self.queues = {}
+        self._lock = threading.Lock()
         self.hang_seconds = hang_seconds
         self.service_url = service_url
         self.token = token
@@ -86,15 +100,10 @@ class FakeAT:
         if not form.get("username") or not form.get("from") or not numbers:
             return 400, "text/plain", "Request is missing required form field(s): username, from, to"
         behaviours = [TEST_NUMBERS.get(n, ("entry", "Queued")) for n in numbers]
-        for kind, value in behaviours:
-            if kind == "http":
-                body = "The supplied authentication is invalid" if value == 401 else "Internal Server Error"
-                return value, "text/plain", body
-            if kind == "hang":
-                self._release.wait(self.hang_seconds)
-                return 504, "text/plain", "Gateway Timeout"
-            if kind == "not_json":
-                return 200, "application/json", "<html><body>Service temporarily unavailable</body></html>"
+        for number in numbers:
+            failure = self._failure(number)
+            if failure:
+                return failure
         entries = []
         for number, (kind, value) in zip(numbers, behaviours):
             status = value if kind == "entry" else "Queued"
@@ -104,30 +113,136 @@ class FakeAT:
         if self.service_url:
             for entry, (kind, value) in zip(entries, behaviours):
                 if entry["status"] == "Queued":
-                    self._place(entry, form["from"], value if kind == "unanswered" else None)
+                    self._place(entry, form["from"], value if kind == "unanswered" else None,
+                                form.get("clientRequestId"))
         return 200, content_type, json.dumps({"entries": entries, "errorMessage": "None"})
 
-    def _place(self, entry, our_number, unanswered_cause):
+    def _failure(self, number):
+        """The answer a test number gives whatever it was asked (status, type, body), or None."""
+        kind, value = TEST_NUMBERS.get(number, (None, None))
+        if kind == "http":
+            return value, "text/plain", ("The supplied authentication is invalid" if value == 401
+                                         else "Internal Server Error")
+        if kind == "hang":
+            self._release.wait(self.hang_seconds)
+            return 504, "text/plain", "Gateway Timeout"
+        if kind == "not_json":
+            return 200, "application/json", "<html><body>Service temporarily unavailable</body></html>"
+        return None
+
+    def _place(self, entry, our_number, unanswered_cause, client_request_id=None):
         """Play the callee of a queued call in the background, as AT's network would."""
+        extra = {"clientRequestId": client_request_id} if client_request_id else {}
         call = SimulatedCall(self.service_url, token=self.token, direction="Outbound", caller=entry["phoneNumber"],
-                             our_number=our_number, session_id=entry["sessionId"], digits=list(self.digits),
-                             say=lambda line: log.info("simulated call: %s", _masked(line)))
+                             our_number=our_number, session_id=entry["sessionId"],
+                             digits=list(self.press.get(entry["phoneNumber"], self.digits)),
+                             say=lambda line: log.info("simulated call: %s", _masked(line)), extra=extra,
+                             on_bridge=self._bridged)
 
         def play():
             if self._release.wait(self.answer_delay):
                 return
+            self.live[call.session_id] = call
             try:
                 self.calls.append(call.unanswered(unanswered_cause) if unanswered_cause else call.run())
             except SimulationError as exc:
                 log.warning("simulated call %s stopped: %s", call.session_id, exc)
+            finally:
+                self.live.pop(call.session_id, None)
 
         threading.Thread(target=play, name=f"callee-{entry['sessionId']}", daemon=True).start()
 
+    def _bridged(self, call, action):
+        """A call reached a bridging action: queue or dequeue it, and keep it connected for bridge_seconds."""
+        if action.tag == "Dequeue":
+            waiting = self._dequeue(action.get("phoneNumber"), action.get("name"))
+            if waiting is None:
+                call.say("  (the queue is empty: AT hangs up)")
+                return
+            waiting.dequeued_by = call
+            call.say(f"  connected to the caller waiting since {waiting.enqueued_at:.0f}")
+        queued = action.tag == "Enqueue"
+        key = (call.our_number, action.get("name") or "")
+        if queued:
+            with self._lock:
+                self.queues.setdefault(key, []).append(call)
+            call.enqueued_at = time.time()
+        try:
+            self._release.wait(self.bridge_seconds)
+        finally:
+            if queued:
+                with self._lock:
+                    if call in self.queues.get(key, []):
+                        self.queues[key].remove(call)
+
+    def _dequeue(self, number, name):
+        """The call waiting longest in `number`'s queue `name` (any queue of it when unnamed), taken out; or None."""
+        with self._lock:
+            for (our_number, queue_name), waiting in self.queues.items():
+                if our_number == number and waiting and (not name or queue_name == name):
+                    return waiting.pop(0)
+        return None
+
     def answer_queue_status(self, form):
-        """Status, content type and body for a POST /queueStatus."""
+        """Status, content type and body for a POST /queueStatus: the simulated calls waiting now."""
         numbers = [n for n in form.get("phoneNumbers", "").split(",") if n]
-        entries = [{"phoneNumber": n, "queueName": "", "numCalls": 0} for n in numbers]
-        return 200, "application/json", json.dumps({"status": "Success", "entries": entries, "errorMessage": "None"})
+        for number in numbers:
+            failure = self._failure(number)
+            if failure:
+                return failure
+            if TEST_NUMBERS.get(number, ("",))[0] == "refused":
+                return 200, "application/json", json.dumps({"status": "Failed", "entries": [],
+                                                            "errorMessage": "Not a voice number of this account"})
+        entries = []
+        with self._lock:
+            for number in numbers:
+                named = [(name, len(calls)) for (ours, name), calls in self.queues.items() if ours == number]
+                entries += [{"phoneNumber": number, "queueName": name, "numCalls": count}
+                            for name, count in named or [("", 0)]]
+        content_type = "application/json; charset=utf-8" if "+254700000200" in numbers else "application/json"
+        return 200, content_type, json.dumps({"status": "Success", "entries": entries, "errorMessage": "None"})
+
+    def answer_media_upload(self, form):
+        """Status, content type and body for a POST /mediaUpload: 201 for an http(s) URL, as AT answers."""
+        number, url = form.get("phoneNumber", ""), form.get("url", "")
+        failure = self._failure(number)
+        if failure:
+            return failure
+        if not number or not url:
+            return 400, "text/plain", "Request is missing required form field(s): phoneNumber, url"
+        if not url.startswith(("http://", "https://")):
+            return 400, "text/plain", "Invalid url: the media file must be served over http(s)"
+        if TEST_NUMBERS.get(number) == ("status", 200):
+            return 200, "application/json", json.dumps({"status": "Queued"})
+        return 201, "application/json", json.dumps({"status": "Success"})
+
+    def answer_call_transfer(self, form):
+        """Status, content type and body for a POST /callTransfer: Success for a live simulated call."""
+        number, session_id = form.get("phoneNumber", ""), form.get("sessionId", "")
+        failure = self._failure(number)
+        if failure:
+            return failure
+        kind, value = TEST_NUMBERS.get(number, (None, None))
+        call = self.live.get(session_id)
+        if kind in ("entry", "refused"):
+            error = value
+        elif call is None or call.transferred_to:
+            error = "Call session is not active"
+        else:
+            error = None
+            call.transferred_to = number
+            call.say(f"TRANSFER {form.get('callLeg') or 'callee'} to {number}")
+            threading.Thread(target=self._report_transfer, args=(call, number), daemon=True).start()
+        outcome = {"status": "Aborted" if error else "Success", "errorMessage": error or "None"}
+        return 200, "application/json", json.dumps({"callTransferResponse": outcome})
+
+    def _report_transfer(self, call, number):
+        """The notification AT sends when a transfer starts."""
+        try:
+            call.notify(callSessionState="Transferred", callTransferState="Active",
+                        callTransferredToNumber=number, callTransferParam=f"{number}:0")
+        except SimulationError as exc:
+            log.warning("simulated call %s: transfer notification failed: %s", call.session_id, exc)
 
 
 def _masked(line):
@@ -150,6 +265,10 @@ def _handler_for(fake):
                 self._send(*fake.answer_call(form))
             elif self.path == "/queueStatus":
                 self._send(*fake.answer_queue_status(form))
+            elif self.path == "/mediaUpload":
+                self._send(*fake.answer_media_upload(form))
+            elif self.path == "/callTransfer":
+                self._send(*fake.answer_call_transfer(form))
             else:
                 self._send(404, "text/plain", "Not Found")
 

@@ -9,6 +9,7 @@ SimulationError naming the problem.
 
 import math
 import secrets
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlparse, urlunparse
@@ -69,6 +70,11 @@ class SimulatedCall:
     recordings: list = field(default_factory=list)
     requests_made: int = 0
     last_digits: str | None = None
+    extra: dict = field(default_factory=dict)
+    on_bridge: object = None
+    transferred_to: str | None = None
+    dequeued_by: "SimulatedCall | None" = None
+    enqueued_at: float = 0.0
 
     def webhook_url(self, name):
         """The service's /voice/<name> URL with the token, as configured in AT's dashboard."""
@@ -79,6 +85,7 @@ class SimulatedCall:
         """The form AT posts, for this call."""
         form = {"sessionId": self.session_id, "direction": self.direction, "callerNumber": self.caller,
                 "destinationNumber": self.our_number, "callerCountryCode": "254", "isActive": "1"}
+        form.update(self.extra)
         form.update({k: v for k, v in extra.items() if v is not None})
         return form
 
@@ -166,6 +173,8 @@ class SimulatedCall:
             else:
                 self.say(f"{action.tag.upper()} " + " ".join(f"{k}={v}" for k, v in action.attrib.items()))
                 self.seconds += 30 if action.tag == "Dial" else 1
+                if self.on_bridge is not None and action.tag != "Reject":
+                    self.on_bridge(self, action)
                 return  # Dial (answered), Reject, Conference and the queues end what the flow plays
         self.say("HANGUP (no more actions)")
 
@@ -184,8 +193,21 @@ class SimulatedCall:
             return self.ask(action)
         return ""
 
+    def notify(self, **fields):
+        """Send an event notification about this call to the service's events URL."""
+        self.post(self.webhook_url("events"), self.fields(**fields), expect_xml=False)
+
     def finish(self):
         """Send the final notification to both URLs, as AT may; return its fields."""
+        if self.dequeued_by is not None:
+            agent = self.dequeued_by
+            self.say(f"DEQUEUED to {agent.our_number}")
+            self.notify(dequeuedToPhoneNumber=agent.our_number, dequeuedToSessionId=agent.session_id,
+                        dequeueTime=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+                        queueDurationInSeconds=str(max(0, round(time.time() - self.enqueued_at))))
+        if self.transferred_to:
+            self.notify(callSessionState="TransferCompleted", callTransferState="Completed",
+                        callTransferredToNumber=self.transferred_to)
         duration = max(1, math.ceil(self.seconds))
         amount = math.ceil(duration / 60) * RATE_PER_MINUTE
         final = self.fields(isActive="0", callSessionState="Completed", status="Success",
