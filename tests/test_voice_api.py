@@ -4,15 +4,20 @@ Against the simulated AT over real HTTP on 127.0.0.1: the client wrapper's error
 routes' checks and protections, and the records the notifications leave.
 """
 
+import logging
 import socket
+import time
 
 import pytest
+import requests
 import sqlalchemy as sa
 from flask_migrate import upgrade
 
 from app import create_app
 
 from tests.conftest import AT_KEY, API_KEY, WEBHOOK_TOKEN
+from tests.gunicorn_helpers import served, service_env
+from voice.at.fake import FakeAT
 from voice.at.client import ATError, VoiceClient
 from voice.at.simulator import SimulatedCall
 from voice.store.db import db
@@ -416,3 +421,96 @@ def test_the_migration_keeps_every_call_recorded_before(config):
     call = app.test_client().get("/voice/calls/ATVId_before", headers=KEY).json["call"]
     assert call["callerNumber"] == "+254712345678" and call["state"] == "Completed"
     assert call["clientRequestId"] is None and call["transfer"] is None
+
+
+# End to end: the service under gunicorn, the simulated AT playing every call it places
+
+CALL_CENTRE_FLOW = """
+start:
+  inbound: goodbye
+  outbound: pick
+steps:
+  pick:
+    menu:
+      prompt: {say: "Press 1 to wait for an agent, 2 to be put through, 3 to take the next caller."}
+      options: {"1": wait, "2": through, "3": take}
+  wait:
+    - enqueue: {name: support, holdMusic: "https://media.example.com/hold.mp3"}
+  through:
+    - dial: {phoneNumbers: ["+254712000001"]}
+  take:
+    - dequeue: {phoneNumber: "+254711000000", name: support}
+  goodbye:
+    - say: Goodbye.
+"""
+
+
+def wait_for(check, seconds=20):
+    """The first truthy result of `check()` within `seconds`, else its last result."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.2)
+
+
+def test_queues_transfers_media_and_several_numbers_end_to_end(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="voice.at.fake")
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(CALL_CENTRE_FLOW)
+    env = service_env(tmp_path, "set below", VOICE_FLOW_FILE=flow)
+    base = f"http://127.0.0.1:{env['PORT']}"
+    fake = FakeAT(api_key=AT_KEY, service_url=base, token=WEBHOOK_TOKEN, bridge_seconds=6, answer_delay=0.1,
+                  press={"+254712345601": ("1",), "+254712345602": ("2",), "+254712345603": ("3",)}).start()
+    env["AT_VOICE_API_URL"] = fake.url
+
+    def post(path, **kwargs):
+        return requests.post(base + path, headers=KEY, timeout=15, **kwargs)
+
+    def call(session):
+        return requests.get(f"{base}/voice/calls/{session}", headers=KEY, timeout=5).json()["call"]
+
+    def waiting():
+        queues = requests.get(base + "/voice/queue", headers=KEY, timeout=5).json()["queues"]
+        return {queue["queueName"]: queue["numCalls"] for queue in queues}
+
+    try:
+        with served(env, tmp_path) as (base, _):
+            # Two numbers in one request: one waits in the queue, one is put through to an agent.
+            dialled = post("/voice/invoke-call", json={"phone": ["254712345601", "254712345602"],
+                                                      "clientRequestId": "campaign-1"})
+            assert dialled.status_code == 200, dialled.text
+            queued, through = (entry["sessionId"] for entry in dialled.json()["calls"])
+            assert wait_for(lambda: waiting().get("support") == 1), waiting()
+
+            # The call put through is live: transfer it, and AT's notifications land on it.
+            assert wait_for(lambda: call(through)["state"] == "Answered")
+            moved = post(f"/voice/calls/{through}/transfer", json={"phone": "254712000009"})
+            assert moved.status_code == 200, moved.text
+            assert wait_for(lambda: (call(through)["transfer"] or {}).get("state") == "Active")
+
+            # A third call takes the waiting caller out of the queue.
+            assert post("/voice/invoke-call", json={"phone": "254712345603"}).status_code == 200
+            assert wait_for(lambda: waiting().get("support", 0) == 0), waiting()
+
+            ended = wait_for(lambda: call(queued)["state"] == "Completed" and call(through)["state"] == "Completed")
+            assert ended
+            assert call(queued)["queue"]["dequeuedTo"] == "+254711000000"
+            assert call(through)["transfer"] == {"to": "+254712000009", "state": "Completed", "hangupCause": None}
+            tagged = requests.get(base + "/voice/calls?clientRequestId=campaign-1", headers=KEY, timeout=5).json()
+            assert {c["sessionId"] for c in tagged["calls"]} == {queued, through}
+            # AT echoes the clientRequestId on the callbacks of the calls it places.
+            assert all(c["clientRequestId"] == "campaign-1" for c in tagged["calls"])
+
+            # An ended call cannot be transferred any more.
+            late = post(f"/voice/calls/{through}/transfer", json={"phone": "254712000009"})
+            assert late.status_code == 409
+
+            uploaded = post("/voice/media", data={"url": "https://media.example.com/hold.mp3"})
+            assert uploaded.status_code == 200 and uploaded.json()["phoneNumber"] == "+254711000000"
+    finally:
+        fake.stop()
+    transcript = [record.getMessage() for record in caplog.records if record.name == "voice.at.fake"]
+    for word in ("ENQUEUE", "DEQUEUE", "TRANSFER", "DEQUEUED"):
+        assert any(word in line for line in transcript), word
