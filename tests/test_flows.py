@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from app import create_app
 from tests.conftest import API_KEY, WEBHOOK_TOKEN
 from voice import flows
-from voice.voicexml import render
+from voice.flows.voicexml import render
 
 EVERY_ACTION = str(Path(__file__).parent / "flows" / "every_action.yaml")
 INSTRUCT = f"/voice/instruct?token={WEBHOOK_TOKEN}"
@@ -79,7 +79,7 @@ def test_python_step_reads_the_digits_back(flow_client):
 def test_dial_and_record_render_every_attribute(flow_app):
     flow = flow_app.extensions["voice_flow"]
     with flow_app.test_request_context(base_url="https://voice.example.com"):
-        from voice.ivr import step_actions, step_url
+        from voice.flows.ivr import step_actions, step_url
 
         root = ET.fromstring(render(step_actions(flow, flow.steps["transfer"], {}), step_url))
     dial, record = list(root)
@@ -417,7 +417,7 @@ def test_generated_flows_always_render_safe_xml(app, action_lists):
     flow = flows.check_document(yaml.safe_load(yaml.safe_dump(document)), "generated")
     allowed = {"Response", "Say", "Play", "GetDigits", "Record", "Enqueue", "Dial", "Conference", "Redirect"}
     with app.test_request_context():
-        from voice.ivr import step_actions, step_url
+        from voice.flows.ivr import step_actions, step_url
 
         for step in flow.steps.values():
             root = ET.fromstring(render(step_actions(flow, step, {}), step_url))

@@ -96,8 +96,8 @@ def test_hostile_digits_inject_no_element(client, hostile):
 
 
 def test_text_echoed_into_xml_is_escaped():
-    from voice.flows import Action
-    from voice.voicexml import render
+    from voice.flows.document import Action
+    from voice.flows.voicexml import render
 
     hostile = "Tom & Jerry's <b>\"menu\"</b></Say><Reject/>"
     root = ET.fromstring(render([Action("Say", attrs={"voice": 'x"><Reject/>'}, text=hostile)], str))
@@ -223,7 +223,7 @@ def test_an_unexpected_failure_is_json_without_a_traceback(app, auth, monkeypatc
 
 
 def test_an_unexpected_failure_on_instruct_is_the_apology(app, monkeypatch):
-    from voice import ivr
+    from voice.flows import ivr
 
     def explode(*args, **kwargs):
         raise RuntimeError("boom")

@@ -128,7 +128,7 @@ def flow_show(file, step):
     """Print the XML a step renders (default: the inbound start step)."""
     from flask import current_app
 
-    from voice import ivr, voicexml
+    from voice.flows import ivr, voicexml
 
     flow = _load_or_report(file)
     if flow is None:

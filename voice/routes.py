@@ -6,7 +6,8 @@ from pathlib import Path
 
 from flask import current_app, g, request, send_from_directory
 
-from voice import bp, callbacks, fields, ivr, metrics
+from voice import bp, callbacks, fields, metrics
+from voice.flows import ivr
 from voice.access import note as log_note
 from voice.at.client import ATError, get_client
 from voice.auth import require_api_key, require_webhook_auth

@@ -9,8 +9,8 @@ from urllib.parse import urlencode
 
 from flask import current_app, url_for
 
-from voice import voicexml
-from voice.flows import Action, FlowError, check_python_result
+from voice.flows import voicexml
+from voice.flows.document import Action, FlowError, check_python_result
 
 log = logging.getLogger(__name__)
 

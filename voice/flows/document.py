@@ -14,7 +14,7 @@ import yaml
 
 from voice.phone import InvalidPhone, normalise
 
-DEFAULT_FLOW = Path(__file__).parent / "flows" / "default.yaml"
+DEFAULT_FLOW = Path(__file__).parent / "default.yaml"
 
 STEP_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MENU_KEYS = re.compile(r"^[0-9*#]{1,16}$")
