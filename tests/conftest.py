@@ -54,6 +54,7 @@ def config(fake_at, tmp_path, database_url):
         "AT_API_KEY": AT_KEY,
         "AT_VOICE_NUMBER": "+254711000000",
         "AT_VOICE_API_URL": fake_at.url,
+        "AT_WEBRTC_API_URL": fake_at.url,
         "AT_TIMEOUT_SECONDS": 1.0,
         "VOICE_API_KEY": API_KEY,
         "VOICE_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
@@ -69,7 +70,7 @@ def module_app(tmp_path_factory):
     folder = tmp_path_factory.mktemp("module")
     app = create_app({
         "TESTING": True, "AT_USERNAME": "testapp", "AT_API_KEY": AT_KEY, "AT_VOICE_NUMBER": "+254711000000",
-        "AT_VOICE_API_URL": fake.url, "AT_TIMEOUT_SECONDS": 0.5, "VOICE_API_KEY": API_KEY,
+        "AT_VOICE_API_URL": fake.url, "AT_WEBRTC_API_URL": fake.url, "AT_TIMEOUT_SECONDS": 0.5, "VOICE_API_KEY": API_KEY,
         "VOICE_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "DATABASE_URL": f"sqlite:///{folder / 'voice.sqlite3'}",
         "RATELIMIT_STORAGE_URI": f"sqlite:///{folder / 'limits.sqlite3'}",
         "VOICE_RATE_LIMIT_PER_KEY": "1000000 per minute", "VOICE_RATE_LIMIT_PER_DESTINATION": "1000000 per hour",

@@ -60,6 +60,7 @@ def service_env(workdir, fake_at_url, **changes):
         "AT_API_KEY": AT_KEY,
         "AT_VOICE_NUMBER": "+254711000000",
         "AT_VOICE_API_URL": fake_at_url,
+        "AT_WEBRTC_API_URL": fake_at_url,
         "AT_TIMEOUT_SECONDS": "6",
         "VOICE_API_KEY": API_KEY,
         "VOICE_WEBHOOK_TOKEN": WEBHOOK_TOKEN,

@@ -16,7 +16,8 @@ from voice.at.fake import FakeAT
 UPSTREAM_ERRORS = {"at_rejected", "at_call_failed", "at_timeout", "at_unreachable", "at_bad_response",
                    "at_transfer_failed"}
 # The routes that ask AT something, whose documented 500s say how AT failed.
-AT_ROUTES = {"/voice/invoke-call", "/voice/queue", "/voice/media", "/voice/calls/{sessionId}/transfer"}
+AT_ROUTES = {"/voice/invoke-call", "/voice/queue", "/voice/media", "/voice/calls/{sessionId}/transfer",
+             "/voice/clients/token"}
 def test_the_contract_is_served_as_kept_in_the_repository(client):
     response = client.get("/voice/openapi.json")
     assert response.status_code == 200 and response.mimetype == "application/json"

@@ -11,7 +11,8 @@ from tests.conftest import API_KEY, WEBHOOK_TOKEN
 UPSTREAM_ERRORS = {"at_rejected", "at_call_failed", "at_timeout", "at_unreachable", "at_bad_response",
                    "at_transfer_failed"}
 # The routes that ask AT something, whose documented 500s say how AT failed.
-AT_ROUTES = {"/voice/invoke-call", "/voice/queue", "/voice/media", "/voice/calls/{sessionId}/transfer"}
+AT_ROUTES = {"/voice/invoke-call", "/voice/queue", "/voice/media", "/voice/calls/{sessionId}/transfer",
+             "/voice/clients/token"}
 ROUTES = [
     ("GET", "/voice/"),
     ("GET", "/voice/invoke-call"),
@@ -24,8 +25,9 @@ ROUTES = [
     ("GET", "/voice/queue"),
     ("POST", "/voice/media"),
     ("POST", "/voice/calls/ATVId_fuzz/transfer"),
+    ("POST", "/voice/clients/token"),
 ]
-FIELDS = ["phone", "url", "callLeg", "holdMusicUrl", "clientRequestId", "callTransferState", "sessionId", "isActive", "dtmfDigits", "callSessionState", "eventType", "durationInSeconds",
+FIELDS = ["clientName", "incoming", "outgoing", "expire", "clientDialedNumber", "phone", "url", "callLeg", "holdMusicUrl", "clientRequestId", "callTransferState", "sessionId", "isActive", "dtmfDigits", "callSessionState", "eventType", "durationInSeconds",
           "amount", "currencyCode", "callStartTime", "direction", "callerNumber", "recordingUrl", "since", "until",
           "limit", "cursor", "state", "token"]
 

@@ -139,7 +139,7 @@ def test_the_simulator_under_gunicorn(tmp_path):
 def offline_env(tmp_path):
     """What `make run` gives a fresh clone: no AT credentials, VOICE_SIMULATE=auto from .env.example."""
     env = service_env(tmp_path, "unused", VOICE_SIMULATE="auto", VOICE_FAKE_AT_PORT=free_port())
-    for name in ("AT_USERNAME", "AT_API_KEY", "AT_VOICE_NUMBER", "AT_VOICE_API_URL"):
+    for name in ("AT_USERNAME", "AT_API_KEY", "AT_VOICE_NUMBER", "AT_VOICE_API_URL", "AT_WEBRTC_API_URL"):
         env.pop(name)
     return env
 

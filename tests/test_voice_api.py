@@ -463,7 +463,7 @@ def test_queues_transfers_media_and_several_numbers_end_to_end(tmp_path, caplog)
     base = f"http://127.0.0.1:{env['PORT']}"
     fake = FakeAT(api_key=AT_KEY, service_url=base, token=WEBHOOK_TOKEN, bridge_seconds=6, answer_delay=0.1,
                   press={"+254712345601": ("1",), "+254712345602": ("2",), "+254712345603": ("3",)}).start()
-    env["AT_VOICE_API_URL"] = fake.url
+    env["AT_VOICE_API_URL"] = env["AT_WEBRTC_API_URL"] = fake.url
 
     def post(path, **kwargs):
         return requests.post(base + path, headers=KEY, timeout=15, **kwargs)

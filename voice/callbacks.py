@@ -82,6 +82,8 @@ class Notification:
     dequeued_at: datetime | None = None
     queue_seconds: int | None = None
     queue_name: str | None = None
+    client_name: str | None = None
+    client_dialed: str | None = None
     problems: list = field(default_factory=list)
 
     @property
@@ -118,7 +120,7 @@ def parse(form):
     is_active = (form.get("isActive") or "1").strip() != "0"
     note = Notification(session_id=session_id, is_active=is_active, problems=problems)
     note.direction = _direction(form.get("direction"), problems)
-    note.caller = _text(form, "callerNumber", 32, problems)
+    note.caller = _text(form, "callerNumber", 128, problems)
     note.destination = _text(form, "destinationNumber", 128, problems)
     note.digits = _digits(form.get("dtmfDigits"), problems)
     note.recording_url = _url(form.get("recordingUrl"), problems)
@@ -139,6 +141,11 @@ def parse(form):
     note.dequeued_at = _timestamp(form.get("dequeueTime"), problems, "dequeueTime")
     note.queue_seconds = _integer(form, "queueDurationInSeconds", problems)
     note.queue_name = _token(form, "queueName", problems)
+    # A call from a browser or app client (AT's WebRTC SDK): callerNumber is `<AT username>.<client
+    # name>`, and clientDialedNumber is what the agent typed, as typed.
+    client = CLIENT_CALLER.fullmatch(note.caller or "")
+    note.client_name = client.group(2) if client else None
+    note.client_dialed = _dialled(form.get("clientDialedNumber"), problems)
     return note
 
 
@@ -241,6 +248,21 @@ def _currency(value, problems):
     value = value.strip().upper()
     if len(value) != 3 or not value.isalpha() or not value.isascii():
         problems.append("currencyCode is not a 3-letter code")
+        return None
+    return value
+
+
+CLIENT_CALLER = re.compile(r"([A-Za-z0-9_-]{1,64})\.([A-Za-z0-9_-]{1,64})")
+DIALLED = re.compile(r"\+?[0-9][0-9 ()-]{2,30}")
+
+
+def _dialled(value, problems):
+    """What a client's agent dialled: digits as typed (with or without `+`, local or international)."""
+    if _blank(value):
+        return None
+    value = value.strip()
+    if not DIALLED.fullmatch(value):
+        problems.append("clientDialedNumber is not a phone number")
         return None
     return value
 

@@ -183,7 +183,9 @@ def fake_at(port, service_url, digits, bridge_seconds):
 @click.option("--caller", default="+254712345678", show_default=True, help="The phone user's number.")
 @click.option("--digits", help="Keys to press at each GetDigits, comma-separated (default: ask at the terminal).")
 @click.option("--token", help="The webhook token (default: VOICE_WEBHOOK_TOKEN).")
-def simulate(url, inbound, caller, digits, token):
+@click.option("--client", help="Call from this browser or app client (AT's WebRTC SDK) instead of a phone.")
+@click.option("--dial", "dialled", help="With --client: the number the agent dials, as typed (e.g. 0712345678).")
+def simulate(url, inbound, caller, digits, token, client, dialled):
     """Play AT's part in one call against a running service, printing what the caller hears."""
     import sys
 
@@ -197,14 +199,16 @@ def simulate(url, inbound, caller, digits, token):
     if scripted is None and sys.stdin.isatty():
         def ask(action):
             return click.prompt("  keys to press (Enter for none)", default="", show_default=False).strip()
-    call = SimulatedCall(
-        url or f"http://127.0.0.1:{config['PORT']}",
-        token=token if token is not None else (config.get("VOICE_WEBHOOK_TOKEN") or None),
-        direction="Inbound" if inbound else "Outbound",
-        caller=caller,
-        our_number=config.get("AT_VOICE_NUMBER") or "+254711000000",
-        digits=scripted, ask=ask, say=click.echo,
-    )
+    if dialled and not client:
+        raise click.UsageError("--dial is the number a client dials: give --client too")
+    options = {"token": token if token is not None else (config.get("VOICE_WEBHOOK_TOKEN") or None),
+               "our_number": config.get("AT_VOICE_NUMBER") or "+254711000000",
+               "digits": scripted, "ask": ask, "say": click.echo}
+    base = url or f"http://127.0.0.1:{config['PORT']}"
+    if client:
+        call = SimulatedCall.from_client(base, config.get("AT_USERNAME") or "simulated", client, dialled or "", **options)
+    else:
+        call = SimulatedCall(base, direction="Inbound" if inbound else "Outbound", caller=caller, **options)
     try:
         call.run()
     except SimulationError as exc:

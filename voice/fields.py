@@ -79,6 +79,16 @@ def flag(name, default):
     raise APIError(400, "bad_field", f"{name} must be true or false.")
 
 
+def integer(name, default, low, high):
+    """A whole number from `low` to `high`; `default` when absent."""
+    value = text(name)
+    if value is None or not value.strip():
+        return default
+    if not value.strip().isdigit() or not low <= int(value) <= high:
+        raise APIError(400, "bad_field", f"{name} must be a whole number from {low} to {high}.")
+    return int(value)
+
+
 def audio_url(name, required=False):
     """An http(s) URL of an .mp3 or .wav file, as AT plays and caches; None when absent and not required."""
     value = text(name, MAX_URL)

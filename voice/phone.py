@@ -30,6 +30,29 @@ def normalise(raw):
     return "+" + digits
 
 
+def from_dialled(raw, country_code):
+    """What a person dialled (`+254...`, `254...`, `00254...`, or local `0...` in `country_code`) in E.164.
+
+    Raises InvalidPhone saying why it cannot be dialled.
+    """
+    cleaned = _IGNORED.sub("", str(raw or ""))
+    if cleaned.startswith("00"):
+        cleaned = "+" + cleaned[2:]
+    elif cleaned.startswith("0"):
+        if not country_code:
+            raise InvalidPhone("a local number (0...) needs VOICE_DEFAULT_COUNTRY_CODE")
+        cleaned = "+" + str(country_code) + cleaned[1:]
+    return normalise(cleaned)
+
+
+def country_code_of(number):
+    """The calling code of an E.164 number (`254` for +254...), or "" when it has none."""
+    try:
+        return str(phonenumbers.parse(number).country_code)
+    except phonenumbers.NumberParseException:
+        return ""
+
+
 def mask(number):
     """Hide the middle of a phone number for logs: `+254712345678` becomes `+2547****5678`."""
     if not number:

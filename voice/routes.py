@@ -8,6 +8,9 @@ from flask import current_app, g, request, send_from_directory
 
 from voice import bp, callbacks, fields, metrics
 from voice.flows import ivr
+from voice.flows.clients import client_address
+from voice.flows.document import CLIENT_NAME
+from voice.security import client_name_allowed
 from voice.access import note as log_note
 from voice.at.client import ATError, get_client
 from voice.auth import require_api_key, require_webhook_auth
@@ -164,6 +167,28 @@ def upload_media():
             "phoneNumber": phone}
 
 
+@bp.post("/clients/token")
+@require_api_key
+def client_token():
+    """A capability token from AT that lets a browser or app client (AT's WebRTC SDK) make and take calls."""
+    name = (fields.text("clientName") or "").strip()
+    if not CLIENT_NAME.fullmatch(name):
+        raise APIError(400, "bad_field", "clientName is required: letters, digits and _, up to 64.")
+    incoming, outgoing = fields.flag("incoming", True), fields.flag("outgoing", True)
+    expire = fields.integer("expire", 3600, MIN_TOKEN_SECONDS, MAX_TOKEN_SECONDS)
+    if not client_name_allowed(current_app.config["CLIENT_NAME_RULES"], g.api_key_label, name):
+        raise APIError(403, "client_not_allowed", f"This key may not mint tokens for the client {name!r} "
+                       "(VOICE_CLIENT_NAMES).")
+    log_note(request.environ, detail="client=" + name)
+    answer = get_client().capability_token(name, incoming, outgoing, expire)
+    body = {"token": answer["token"], "clientName": name, "lifetimeSeconds": _count(answer.get("lifeTimeSec")) or expire,
+            "incoming": incoming, "outgoing": outgoing, "address": client_address(name)}
+    if current_app.config["VOICE_MODE"] == "simulated":
+        body["simulated"] = True
+    return body
+
+
+MIN_TOKEN_SECONDS, MAX_TOKEN_SECONDS = 60, 86400
 MAX_QUEUE_NUMBERS = 10
 
 

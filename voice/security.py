@@ -1,6 +1,8 @@
 """The protections an operator sets: parsed once at start-up, applied to every request, warned about when off."""
 
+import fnmatch
 import logging
+import re
 
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -18,6 +20,26 @@ def parse_country_codes(setting):
     return codes
 
 
+CLIENT_PATTERN = re.compile(r"[A-Za-z0-9_*?]{1,64}")
+
+
+def parse_client_names(setting):
+    """VOICE_CLIENT_NAMES (`jonah,agent_*,ops:night_*`) as (key label or None, glob) pairs; empty: any name."""
+    rules = []
+    for item in filter(None, (part.strip() for part in setting.split(","))):
+        label, sep, pattern = item.rpartition(":")
+        if not CLIENT_PATTERN.fullmatch(pattern) or (sep and not label.strip()):
+            raise ValueError(f"VOICE_CLIENT_NAMES entry {item!r} is not a name or pattern (letters, digits, _, * and ?), "
+                             "optionally after 'label:'")
+        rules.append((label.strip() or None, pattern))
+    return rules
+
+
+def client_name_allowed(rules, label, name):
+    """True when the key labelled `label` may mint tokens for the client `name` under `rules`."""
+    return not rules or any(fnmatch.fnmatchcase(name, pattern) for who, pattern in rules if who in (None, label))
+
+
 def init_app(app):
     """Parse the protection settings into app.config and wire the proxy fix and response headers."""
     app.config["API_KEYS"] = parse_api_keys(app.config["VOICE_API_KEYS"], app.config["VOICE_API_KEY"])
@@ -25,6 +47,7 @@ def init_app(app):
     app.config["METRICS_NETWORKS"] = parse_networks(app.config["VOICE_METRICS_ALLOWED_IPS"],
                                                     "VOICE_METRICS_ALLOWED_IPS")
     app.config["ALLOWED_COUNTRY_CODES"] = parse_country_codes(app.config["VOICE_ALLOWED_COUNTRY_CODES"])
+    app.config["CLIENT_NAME_RULES"] = parse_client_names(app.config["VOICE_CLIENT_NAMES"])
     hops = int(app.config["VOICE_TRUSTED_PROXIES"])
     if hops > 0:
         # Only as many X-Forwarded-* hops as there are proxies of ours: the rest is forgeable.

@@ -6,6 +6,9 @@ DEFAULTS = {
     "AT_VOICE_NUMBER": "",
     "AT_VOICE_NUMBERS": "",
     "AT_VOICE_API_URL": "",
+    "AT_WEBRTC_API_URL": "",
+    "VOICE_CLIENT_NAMES": "",
+    "VOICE_DEFAULT_COUNTRY_CODE": "",
     "AT_TIMEOUT_SECONDS": 8.0,
     "VOICE_MAX_DIALOUTS_IN_FLIGHT": 4,
     "VOICE_API_KEY": "",
@@ -84,6 +87,7 @@ def simulated_at_settings(settings):
         "AT_API_KEY": "simulated",
         "AT_VOICE_NUMBER": settings.get("AT_VOICE_NUMBER") or SIMULATED_NUMBER,
         "AT_VOICE_API_URL": f"http://127.0.0.1:{int(settings.get('VOICE_FAKE_AT_PORT') or 8001)}",
+        "AT_WEBRTC_API_URL": f"http://127.0.0.1:{int(settings.get('VOICE_FAKE_AT_PORT') or 8001)}",
     }
 
 

@@ -15,11 +15,12 @@ from africastalking.Service import AfricasTalkingException
 from flask import current_app
 
 from voice import metrics
-from voice.phone import InvalidPhone, mask, normalise
+from voice.phone import InvalidPhone, country_code_of, mask, normalise
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 3.05
+WEBRTC_URL = "https://webrtc.africastalking.com"
 REQUIRED_SETTINGS = ("AT_USERNAME", "AT_API_KEY", "AT_VOICE_NUMBER")
 
 
@@ -54,10 +55,11 @@ class VoiceClient:
     `/mediaUpload` answers with) is posted here with the SDK's own credentials, headers and base URL.
     """
 
-    def __init__(self, username, api_key, voice_number, base_url="", timeout=8.0, max_in_flight=4):
+    def __init__(self, username, api_key, voice_number, base_url="", timeout=8.0, max_in_flight=4, webrtc_url=""):
         # Our own VoiceService instance rather than africastalking.initialize(), which
         # replaces module globals shared by every app in the process.
         self._service = africastalking.VoiceService(username, api_key)
+        self.webrtc_url = (webrtc_url or WEBRTC_URL).rstrip("/")
         if base_url:
             # The SDK has no public option for its host; _baseUrl is what it joins paths to.
             self._service._baseUrl = base_url.rstrip("/")
@@ -144,6 +146,35 @@ class VoiceClient:
             return answer
 
         return self._ask("transfer", ask)
+
+    def capability_token(self, client_name, incoming=True, outgoing=True, expire=3600):
+        """A capability token from AT for a browser or app client named `client_name`: AT's answer as a dict.
+
+        AT's WebRTC token endpoint is not in the Python SDK; the wrapper posts it the JSON it
+        takes, with the SDK's credentials and our number.
+        """
+        body = {"username": self._service._username, "clientName": client_name, "phoneNumber": self.voice_number,
+                "incoming": incoming, "outgoing": outgoing, "expire": f"{int(expire)}s"}
+
+        def ask():
+            response = requests.post(self.webrtc_url + "/capability-token/request", json=body,
+                                     headers=dict(self._service._headers), timeout=self.timeout)
+            if not 200 <= response.status_code < 300:
+                raise AfricasTalkingException(f"HTTP {response.status_code}: {response.text}")
+            try:
+                answer = response.json()
+            except ValueError:
+                raise ATError("at_bad_response", "Africa's Talking answered the token request with a body that is "
+                              "not JSON") from None
+            answer = _as_object(answer)
+            error = answer.get("errorMessage")
+            if error not in (None, "None", ""):
+                raise ATError("at_rejected", f"Africa's Talking refused the token: {_short(str(error))}")
+            if not isinstance(answer.get("token"), str) or not answer["token"]:
+                raise ATError("at_bad_response", "Africa's Talking answered the token request without a token")
+            return answer
+
+        return self._ask("token", ask)
 
     def _ask(self, operation, ask):
         """Run one request to AT in a dial-out slot, counted and timed, every failure an ATError."""
@@ -247,6 +278,12 @@ def our_numbers(config):
 def init_app(app):
     """Build the AT client from the app's settings, or record which settings are missing."""
     app.config["AT_NUMBERS"] = our_numbers(app.config)
+    code = str(app.config["VOICE_DEFAULT_COUNTRY_CODE"]).strip().lstrip("+")
+    if code and not (code.isdigit() and 1 <= len(code) <= 3):
+        raise ValueError("VOICE_DEFAULT_COUNTRY_CODE must be a calling code such as 254")
+    # Local numbers (0...) that agents dial are read in this country: by default our own number's.
+    app.config["DEFAULT_COUNTRY_CODE"] = code or (country_code_of(app.config["AT_NUMBERS"][0])
+                                                  if app.config["AT_NUMBERS"] else "")
     missing = [name for name in REQUIRED_SETTINGS if not app.config.get(name)]
     client = None
     if not missing:
@@ -257,6 +294,7 @@ def init_app(app):
             base_url=app.config.get("AT_VOICE_API_URL", ""),
             timeout=float(app.config["AT_TIMEOUT_SECONDS"]),
             max_in_flight=int(app.config["VOICE_MAX_DIALOUTS_IN_FLIGHT"]),
+            webrtc_url=app.config.get("AT_WEBRTC_API_URL", ""),
         )
     app.extensions["voice_client"] = client
     app.extensions["voice_client_missing"] = missing

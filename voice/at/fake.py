@@ -39,6 +39,10 @@ TEST_NUMBERS = {
 }
 
 
+# Client names that make the simulated token endpoint fail the way AT's can.
+TEST_CLIENTS = {"fail_401": "http_401", "fail_500": "http_500", "fail_hang": "hang", "fail_error": "error"}
+
+
 def new_session_id():
     """A session id shaped like AT's: `ATVId_` and 32 hex digits."""
     return "ATVId_" + secrets.token_hex(16)
@@ -236,6 +240,27 @@ class FakeAT:
         outcome = {"status": "Aborted" if error else "Success", "errorMessage": error or "None"}
         return 200, "application/json", json.dumps({"callTransferResponse": outcome})
 
+    def answer_capability_token(self, form):
+        """Status, content type and body for a POST /capability-token/request: a clearly fake token."""
+        name = form.get("clientName")
+        failure = TEST_CLIENTS.get(name)
+        if failure == "http_401":
+            return 401, "text/plain", "The supplied authentication is invalid"
+        if failure == "http_500":
+            return 500, "text/plain", "Internal Server Error"
+        if failure == "hang":
+            self._release.wait(self.hang_seconds)
+            return 504, "text/plain", "Gateway Timeout"
+        if failure == "error":
+            return 200, "application/json", json.dumps({"errorMessage": "Invalid phoneNumber for this account"})
+        if not form.get("username") or not name or not form.get("phoneNumber"):
+            return 400, "application/json", json.dumps({"errorMessage": "username, clientName and phoneNumber are required"})
+        seconds = str(form.get("expire", "86400s")).rstrip("s")
+        return 200, "application/json", json.dumps({
+            "clientName": name, "incoming": form.get("incoming", True), "outgoing": form.get("outgoing", True),
+            "lifeTimeSec": seconds if seconds.isdigit() else "86400",
+            "token": "SIMULATED-NOT-A-REAL-TOKEN-" + secrets.token_hex(16)})
+
     def _report_transfer(self, call, number):
         """The notification AT sends when a transfer starts."""
         try:
@@ -257,7 +282,14 @@ def _handler_for(fake):
         def do_POST(self):
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length).decode("utf-8", "replace")
-            form = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+            if (self.headers.get("Content-Type") or "").startswith("application/json"):
+                try:
+                    form = json.loads(raw)
+                except ValueError:
+                    form = {}
+                form = form if isinstance(form, dict) else {}
+            else:
+                form = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
             fake.requests.append({"path": self.path, "form": form, "apiKey": self.headers.get("apiKey")})
             if fake.api_key is not None and self.headers.get("apiKey") != fake.api_key:
                 self._send(401, "text/plain", "The supplied authentication is invalid")
@@ -269,6 +301,8 @@ def _handler_for(fake):
                 self._send(*fake.answer_media_upload(form))
             elif self.path == "/callTransfer":
                 self._send(*fake.answer_call_transfer(form))
+            elif self.path == "/capability-token/request":
+                self._send(*fake.answer_capability_token(form))
             else:
                 self._send(404, "text/plain", "Not Found")
 

@@ -8,6 +8,7 @@ SimulationError naming the problem.
 """
 
 import math
+import re
 import secrets
 import time
 import xml.etree.ElementTree as ET
@@ -19,6 +20,7 @@ import requests
 ELEMENTS = {"Say", "Play", "GetDigits", "Dial", "Record", "Redirect", "Reject", "Conference", "Enqueue", "Dequeue"}
 TERMINAL = {"Dial", "Reject", "Conference", "Enqueue", "Dequeue"}
 MAX_REQUESTS = 40
+CLIENT_ADDRESS = re.compile(r"([A-Za-z0-9_-]{1,64})\.([A-Za-z0-9_-]{1,64})")
 RATE_PER_MINUTE = 4.0  # KES, a plausible live rate for the simulated figures
 RECORDING_URL = "https://simulated.invalid/recordings/{session}-{n}.mp3"
 
@@ -75,6 +77,7 @@ class SimulatedCall:
     transferred_to: str | None = None
     dequeued_by: "SimulatedCall | None" = None
     enqueued_at: float = 0.0
+    first_state: str = "Answered"
 
     def webhook_url(self, name):
         """The service's /voice/<name> URL with the token, as configured in AT's dashboard."""
@@ -89,11 +92,22 @@ class SimulatedCall:
         form.update({k: v for k, v in extra.items() if v is not None})
         return form
 
+    @classmethod
+    def from_client(cls, base_url, username, client, dialled, **options):
+        """A call placed from a browser or app client, shaped like AT's: caller `<username>.<client>`, Ringing first."""
+        extra = {"clientDialedNumber": dialled, "callerCountryCode": "-1", "callerCarrierName": "None",
+                 "callStartTime": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
+        return cls(base_url, direction="Inbound", caller=f"{username}.{client}", extra=extra, first_state="Ringing",
+                   **options)
+
     def run(self):
         """Play the whole call; return its final notification's fields."""
-        self.say(f"CALL {self.direction.lower()} {self.session_id} from {self.caller} to {self.our_number}")
+        if self.extra.get("clientDialedNumber"):
+            self.say(f"CALL from client {self.caller} {self.session_id}, dialling {self.extra['clientDialedNumber']}")
+        else:
+            self.say(f"CALL {self.direction.lower()} {self.session_id} from {self.caller} to {self.our_number}")
         first = self.webhook_url("instruct")
-        root = self.post(first, self.fields(callSessionState="Answered"))
+        root = self.post(first, self.fields(callSessionState=self.first_state))
         self.play(root, first)
         return self.finish()
 
@@ -172,6 +186,10 @@ class SimulatedCall:
                 actions, index = list(self.post(current_url, self.fields())), 0
             else:
                 self.say(f"{action.tag.upper()} " + " ".join(f"{k}={v}" for k, v in action.attrib.items()))
+                for address in (action.get("phoneNumbers") or "").split(",") if action.tag == "Dial" else []:
+                    client = CLIENT_ADDRESS.fullmatch(address)
+                    if client:
+                        self.say(f"  (rings the browser or app client {client.group(2)})")
                 self.seconds += 30 if action.tag == "Dial" else 1
                 if self.on_bridge is not None and action.tag != "Reject":
                     self.on_bridge(self, action)

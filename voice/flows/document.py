@@ -19,6 +19,7 @@ DEFAULT_FLOW = Path(__file__).parent / "default.yaml"
 STEP_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MENU_KEYS = re.compile(r"^[0-9*#]{1,16}$")
 VOICE_NAME = re.compile(r"^(man|woman|[a-z]{2,3}-[A-Z]{2}-[A-Za-z0-9-]{1,40})$")
+CLIENT_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
 SIP_ADDRESS = re.compile(r"^[A-Za-z0-9._+-]{1,64}@[A-Za-z0-9.-]{1,190}$")
 CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 MAX_TEXT = 2000
@@ -49,6 +50,10 @@ class Action:
     text: str | None = None
     prompt: "Action | None" = None
     next: str | None = None
+    # A Dial to browser or app clients (their names), or to whatever number a client's agent dialled:
+    # both are resolved when the call is answered (voice.flows.clients).
+    clients: list | None = None
+    client_dialed: bool = False
 
 
 @dataclass
@@ -90,9 +95,12 @@ class Flow:
     inbound: str
     outbound: str | None = None
     numbers: dict = field(default_factory=dict)
+    clients: str | None = None
 
-    def start_for(self, direction, destination):
-        """The first step of a call, by the AT number it reached, then its direction."""
+    def start_for(self, direction, destination, from_client=False):
+        """The first step of a call: a browser or app client's, else by the AT number it reached, then its direction."""
+        if from_client and self.clients:
+            return self.clients
         if destination and destination in self.numbers:
             return self.numbers[destination]
         if direction == "Outbound" and self.outbound:
@@ -174,6 +182,20 @@ class _Checker:
         numbers = [self.phone(f"{where}[{i + 1}]", item.strip() if isinstance(item, str) else item, sip=True)
                    for i, item in enumerate(items)]
         return None if None in numbers else ",".join(numbers)
+
+    def client_names(self, where, value):
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list) or not items or len(items) > 20:
+            self.fail(where, "must be a list of 1 to 20 client names")
+            return None
+        names = []
+        for number, item in enumerate(items, start=1):
+            name = item.strip() if isinstance(item, str) else item
+            if not isinstance(name, str) or not CLIENT_NAME.fullmatch(name):
+                self.fail(f"{where}[{number}]", f"{item!r} is not a client name (letters, digits and _, up to 64)")
+            else:
+                names.append(name)
+        return names
 
     def voice(self, where, value):
         if not isinstance(value, str) or not VOICE_NAME.match(value):
@@ -295,9 +317,21 @@ class _Checker:
         })
 
     def _dial(self, where, body):
-        body = self.mapping(where, body, ("phoneNumbers", "record", "sequential", "callerId", "ringbackTone",
-                                          "maxDuration"), required=("phoneNumbers",))
+        body = self.mapping(where, body, ("phoneNumbers", "clients", "clientDialedNumber", "record", "sequential",
+                                          "callerId", "ringbackTone", "maxDuration"))
         if body is None:
+            return None
+        action = Action("Dial")
+        if body.get("clientDialedNumber") is not None:
+            if body["clientDialedNumber"] is not True:
+                self.fail(f"{where}, field 'clientDialedNumber'", "must be true (dial what the client's agent dialled)")
+            elif "phoneNumbers" in body or "clients" in body:
+                self.fail(where, "clientDialedNumber: true dials what the agent dialled: it takes no phoneNumbers or clients")
+            action.client_dialed = True
+        elif "clients" in body:
+            action.clients = self.client_names(f"{where}, field 'clients'", body["clients"])
+        elif "phoneNumbers" not in body:
+            self.fail(where, "needs phoneNumbers, clients, or clientDialedNumber: true")
             return None
         checks = {
             "phoneNumbers": self.phones,
@@ -307,8 +341,9 @@ class _Checker:
             "ringbackTone": self.url,
             "maxDuration": lambda w, v: self.count(w, v, 1, 86400),
         }
-        attrs = {name: checks[name](f"{where}, field {name!r}", value) for name, value in body.items() if name in checks}
-        return Action("Dial", attrs=attrs)
+        action.attrs = {name: checks[name](f"{where}, field {name!r}", value)
+                        for name, value in body.items() if name in checks}
+        return action
 
     def _redirect(self, where, body):
         if isinstance(body, str):
@@ -489,12 +524,15 @@ def check_document(document, source):
             checker.fail(f"step {name!r}", "names may hold only letters, digits, - and _")
     steps = {str(name): checker.step(str(name), body) for name, body in raw_steps.items()}
 
-    start = checker.mapping("start", document.get("start"), ("inbound", "outbound", "numbers"), required=("inbound",))
+    start = checker.mapping("start", document.get("start"), ("inbound", "outbound", "numbers", "clients"),
+                            required=("inbound",))
     flow = Flow(source=source, steps=steps, inbound="")
     if start is not None:
         flow.inbound = checker.step_ref("start, field 'inbound'", start.get("inbound"))
         if "outbound" in start:
             flow.outbound = checker.step_ref("start, field 'outbound'", start["outbound"])
+        if "clients" in start:
+            flow.clients = checker.step_ref("start, field 'clients'", start["clients"])
         numbers = start.get("numbers") or {}
         if not isinstance(numbers, dict):
             checker.fail("start, field 'numbers'", "must map AT numbers to steps")
@@ -506,7 +544,7 @@ def check_document(document, source):
                     flow.numbers[phone] = step
 
     if not checker.problems:
-        reached, todo = set(), [flow.inbound, flow.outbound, *flow.numbers.values()]
+        reached, todo = set(), [flow.inbound, flow.outbound, flow.clients, *flow.numbers.values()]
         while todo:
             name = todo.pop()
             if name and name not in reached:

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from flask import current_app, url_for
 
-from voice.flows import voicexml
+from voice.flows import clients, voicexml
 from voice.flows.document import Action, FlowError, check_python_result
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def _instruct_url():
 
 def answer(flow, note, args, fields):
     """The XML answering an active-call notification `note` with callback parameters `args`."""
-    name = args.get("step") or flow.start_for(note.direction, note.destination)
+    name = args.get("step") or flow.start_for(note.direction, note.destination, note.client_name is not None)
     step = flow.steps.get(name)
     if step is None:
         raise FlowProblem(f"callback names unknown step {name[:64]!r}")
@@ -79,9 +79,14 @@ def _fixed(key, actions):
     return xml
 
 
+def _changes(step):
+    """True when a step's XML differs from call to call: a Python step, or a Dial of what a client dialled."""
+    return step.python is not None or clients.has_dynamic_dial(step.actions)
+
+
 def _play(flow, step, fields):
-    """The XML of a step played from its start; a Python step is asked anew each time."""
-    if step.python is not None:
+    """The XML of a step played from its start; a step whose XML changes is rendered anew each time."""
+    if _changes(step):
         return voicexml.render(step_actions(flow, step, fields), step_url)
     return _fixed(("step", step.name), lambda: step_actions(flow, step, fields))
 
@@ -98,7 +103,7 @@ def _retry_or_fail(flow, step, attempt, notice, fields):
     if step.menu.on_fail is None:
         return _fixed(("fail", step.name, notice), lambda: said + [Action("Say", text="Goodbye.")])
     on_fail = flow.steps[step.menu.on_fail]
-    if on_fail.python is not None:
+    if _changes(on_fail):
         return voicexml.render(said + step_actions(flow, on_fail, fields), step_url)
     return _fixed(("fail", step.name, notice), lambda: said + step_actions(flow, on_fail, fields))
 
@@ -118,10 +123,10 @@ def step_actions(flow, step, fields):
     if step.menu is not None:
         return _menu(step, 1)
     if step.actions is not None:
-        return step.actions
+        return clients.resolve(step.actions, fields)
     try:
         result = step.python(dict(fields))
-        return check_python_result(flow, step.name, result)
+        return clients.resolve(check_python_result(flow, step.name, result), fields)
     except FlowError as exc:
         raise FlowProblem(f"python step {step.name!r} returned an invalid result: {'; '.join(exc.problems)}") from None
     except Exception as exc:  # a hook's own bug must not reach the caller as dead air

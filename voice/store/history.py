@@ -80,6 +80,8 @@ def list_calls(args):
         query = query.where(Call.direction == direction)
     if args.get("state"):
         query = query.where(Call.state == args["state"].strip())
+    if args.get("client"):
+        query = query.where(Call.client_name == args["client"].strip())
     if args.get("clientRequestId"):
         query = query.where(Call.client_request_id == args["clientRequestId"].strip())
     query = _in_window(query, *_window(args))
@@ -186,6 +188,7 @@ def call_json(call):
         "requestedBy": call.requested_by,
         "queueStatus": call.queue_status,
         "clientRequestId": call.client_request_id,
+        "clientName": call.client_name,
         "transfer": {
             "to": call.transferred_to,
             "state": call.transfer_state,

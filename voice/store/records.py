@@ -17,6 +17,7 @@ from flask import current_app
 from sqlalchemy.orm import Mapped, mapped_column
 
 from voice.callbacks import FINAL_STATES, STATE_RANKS
+from voice.phone import InvalidPhone, from_dialled
 from voice.store.db import UTCDateTime, db, guarded, utcnow, write_turn
 from voice.store.group import GroupCommit
 
@@ -56,6 +57,7 @@ class Call(db.Model):
     dequeued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     queue_seconds: Mapped[int | None] = mapped_column(sa.Integer)
     queue_name: Mapped[str | None] = mapped_column(sa.String(64))
+    client_name: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -92,7 +94,7 @@ FOLD_FIELDS = (
     ("digits", "VARCHAR(64)"), ("requested_by", "VARCHAR(64)"), ("queue_status", "VARCHAR(64)"),
     ("client_request_id", "VARCHAR(64)"), ("transferred_to", "VARCHAR(128)"), ("transfer_state", "VARCHAR(64)"),
     ("transfer_hangup_cause", "VARCHAR(64)"), ("dequeued_to", "VARCHAR(128)"), ("dequeued_at", "TIMESTAMP"),
-    ("queue_seconds", "INTEGER"), ("queue_name", "VARCHAR(64)"),
+    ("queue_seconds", "INTEGER"), ("queue_name", "VARCHAR(64)"), ("client_name", "VARCHAR(64)"),
     ("now", "TIMESTAMP"),
 )
 _N = {name: f"n.column{number}" for number, (name, _) in enumerate(FOLD_FIELDS, start=1)}
@@ -129,6 +131,7 @@ _FOLD_SET = ", ".join((
     f"dequeued_at = COALESCE({_N['dequeued_at']}, calls.dequeued_at)",
     f"queue_seconds = COALESCE({_N['queue_seconds']}, calls.queue_seconds)",
     f"queue_name = COALESCE({_N['queue_name']}, calls.queue_name)",
+    f"client_name = COALESCE(calls.client_name, {_N['client_name']})",
     f"updated_at = {_N['now']}",
 ))
 EVENT_FIELDS = (("session_id", None), ("source", "VARCHAR(16)"), ("now", "TIMESTAMP"), ("type", "VARCHAR(64)"),
@@ -318,17 +321,31 @@ def record_notification(note, source, payload, params=None):
 def notification_write(note, source, payload, params=None):
     """The prepared write of an AT notification: its event and what it brings to its call."""
     # AT names the phone user callerNumber and our AT number destinationNumber in both
-    # directions; a call record says who called whom.
-    fold = {"direction": note.direction, "person": note.caller, "ours": note.destination, "state": note.state,
+    # directions; a call record says who called whom. A browser or app client's call is
+    # from the client, to the number its agent dialled.
+    person, ours = note.caller, note.destination
+    if note.client_name:
+        person, ours = note.client_name, dialled_number(note) or note.destination
+    fold = {"direction": note.direction, "person": person, "ours": ours, "state": note.state,
             "answered": int(note.state in ANSWERED_STATES or bool(note.digits)), "started_at": note.started_at,
             "final": int(note.is_final), "duration": note.duration, "amount": note.amount, "currency": note.currency,
             "hangup_cause": note.hangup_cause, "status": note.status, "digits": note.digits,
             "client_request_id": note.client_request_id, "transferred_to": note.transferred_to,
             "transfer_state": note.transfer_state, "transfer_hangup_cause": note.transfer_hangup_cause,
             "dequeued_to": note.dequeued_to, "dequeued_at": note.dequeued_at, "queue_seconds": note.queue_seconds,
-            "queue_name": note.queue_name}
+            "queue_name": note.queue_name, "client_name": note.client_name}
     return current_app.extensions["voice_store"].write(note.session_id, source, event_type(note), payload, params,
                                                        note.problems, fold, note.recording_url)
+
+
+def dialled_number(note):
+    """The number a client's agent dialled, in E.164, or None when there is none or it is not a number."""
+    if not note.client_dialed:
+        return None
+    try:
+        return from_dialled(note.client_dialed, current_app.config["DEFAULT_COUNTRY_CODE"])
+    except InvalidPhone:
+        return None
 
 
 def record_dialout(answer, caller_number, requested_by, client_request_id=None):
