@@ -152,6 +152,8 @@ def test_a_locked_database_counts_failed_batches_and_shows_writes_waiting(make_a
     ("premium_number", {}, ("post", "/voice/invoke-call", {"data": {"phone": "449012345678"}, "headers": KEY})),
     ("busy", {"VOICE_MAX_DIALOUTS_IN_FLIGHT": 0},
      ("post", "/voice/invoke-call", {"data": {"phone": "254712345678"}, "headers": KEY})),
+    ("role", {"VOICE_API_KEYS": "ro:viewer-key-1234:viewer"},
+     ("post", "/voice/invoke-call", {"data": {"phone": "254712345678"}, "headers": {"X-API-Key": "viewer-key-1234"}})),
     ("unknown_session", {"VOICE_VERIFY_SESSIONS": True},
      ("post", EVENTS, {"data": dict(FINAL, sessionId="ATVId_r", direction="Outbound")})),
 ])

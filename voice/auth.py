@@ -13,21 +13,36 @@ from voice.errors import APIError
 log = logging.getLogger(__name__)
 
 
+ROLES = ("admin", "dialer", "viewer")
+# What each role may do, as the routes check it (the README's table lists route x role).
+DIAL = ("admin", "dialer")          # place paid legs: dial-outs, transfers
+READ = ("admin", "dialer", "viewer")  # read calls (a dialer only those it placed)
+WATCH = ("admin", "viewer")         # read what concerns the whole account: metrics, queues
+ADMIN = ("admin",)                  # change the account: media, client tokens
+
+
 def parse_api_keys(keys_setting, single_key):
-    """`label:key,label:key` (VOICE_API_KEYS) plus VOICE_API_KEY as label `default`, as (label, key) pairs."""
-    pairs = []
+    """`label:key[:role]` (VOICE_API_KEYS) plus VOICE_API_KEY as label `default`, as (label, key, role) triples.
+
+    An entry without a role, and VOICE_API_KEY, are `admin`, as every key was before roles.
+    """
+    entries = []
     for number, item in enumerate(filter(None, (part.strip() for part in keys_setting.split(","))), start=1):
-        label, sep, key = item.partition(":")
+        label, sep, rest = item.partition(":")
+        key, colon, role = rest.rpartition(":")
+        if not colon or role.strip() not in ROLES:
+            key, role = rest, "admin"
         if not sep or not label.strip() or not key.strip():
             # Never echo the item: it holds a key.
-            raise ValueError(f"VOICE_API_KEYS entry {number} is not 'label:key'")
-        pairs.append((label.strip(), key.strip()))
+            raise ValueError(f"VOICE_API_KEYS entry {number} is not 'label:key' or 'label:key:role' "
+                             f"(roles: {', '.join(ROLES)})")
+        entries.append((label.strip(), key.strip(), role.strip()))
     if single_key:
-        pairs.append(("default", single_key))
-    labels = [label for label, _ in pairs]
+        entries.append(("default", single_key, "admin"))
+    labels = [label for label, _, _ in entries]
     if len(set(labels)) != len(labels):
         raise ValueError("VOICE_API_KEYS labels must be unique (and 'default' is VOICE_API_KEY's)")
-    return pairs
+    return entries
 
 
 def parse_networks(setting, name="VOICE_WEBHOOK_ALLOWED_IPS"):
@@ -46,13 +61,18 @@ def _same(given, expected):
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
-def key_label(given):
-    """The label of the configured key equal to `given`, or None; every key is compared, in constant time."""
+def key_entry(given):
+    """The (label, role) of the configured key equal to `given`, or None; every key is compared, in constant time."""
     found = None
-    for label, key in current_app.config["API_KEYS"]:
+    for label, key, role in current_app.config["API_KEYS"]:
         if _same(given, key) and found is None:
-            found = label
+            found = (label, role)
     return found
+
+
+def role_of(label):
+    """The role of the key labelled `label` now, or None when no key has that label any more."""
+    return next((role for name, _, role in current_app.config["API_KEYS"] if name == label), None)
 
 
 def presented_key():
@@ -66,34 +86,54 @@ def presented_key():
     return None
 
 
-def require_api_key(view):
-    """Refuse the view with 401 unless the request carries a configured API key; note its label."""
+def require_role(*roles):
+    """Refuse the view with 401 without a configured API key, and 403 unless its role is one of `roles`.
 
-    @functools.wraps(view)
-    def wrapped(*args, **kwargs):
-        if not current_app.config["API_KEYS"]:
-            raise APIError(503, "not_configured",
-                           "No API key is set on the server (VOICE_API_KEY or VOICE_API_KEYS), so this route is disabled.")
-        g.api_key_label = authenticate()
-        return view(*args, **kwargs)
+    The key's label and role are noted in g (api_key_label, api_role) for the view.
+    """
 
-    return wrapped
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapped(*args, **kwargs):
+            if not current_app.config["API_KEYS"]:
+                raise APIError(503, "not_configured", "No API key is set on the server (VOICE_API_KEY or "
+                               "VOICE_API_KEYS), so this route is disabled.")
+            g.api_key_label, g.api_role = authenticate()
+            check_role(g.api_role, roles)
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorate
+
+
+def check_role(role, roles):
+    """Raise 403 `forbidden` naming the roles needed unless `role` is one of `roles`."""
+    if role not in roles:
+        metrics.refused("role")
+        log.warning("%s %s refused: a %s key may not use it", request.method, request.path, role)
+        raise APIError(403, "forbidden", f"This needs a key with the {' or '.join(roles)} role; this key is a {role}.")
+
+
+def scoped_label():
+    """The label whose calls the current key may read: its own for a dialer, None (every call) otherwise."""
+    return g.api_key_label if g.get("api_role") == "dialer" else None
 
 
 def authenticate(hint=""):
-    """The label of the API key the request carries; 401 (counted, and logged when wrong) without a valid one."""
+    """(label, role) of the API key the request carries; 401 (counted, and logged when wrong) without a valid one."""
     given = presented_key()
     if given is None:
         metrics.refused("bad_key")
         raise APIError(401, "unauthorized", "Send your API key as 'X-API-Key: <key>' or 'Authorization: Bearer <key>'"
                        + (hint or "."), headers={"WWW-Authenticate": "Bearer"})
-    label = key_label(given)
-    if label is None:
+    entry = key_entry(given)
+    if entry is None:
         metrics.refused("bad_key")
         log.warning("%s %s refused: wrong API key (from %s)", request.method, request.path, request.remote_addr)
         raise APIError(401, "unauthorized", "The API key is not valid" + (hint or "."),
                        headers={"WWW-Authenticate": "Bearer"})
-    return label
+    return entry
 
 
 def require_webhook_auth(view):

@@ -61,7 +61,7 @@ STORE_WAITING = Gauge("voice_store_waiting_writes", "Requests waiting for their 
 REFUSALS = Counter("voice_refusals_total", "Requests refused, by reason.", ["reason"])
 
 REFUSAL_REASONS = ("bad_key", "bad_token", "ip", "rate_limit", "country", "premium_number", "busy",
-                   "unknown_session")
+                   "unknown_session", "role")
 
 
 def known(value, allowed):

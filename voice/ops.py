@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from flask import Blueprint, current_app, request
 
 from voice import metrics
-from voice.auth import address_in, authenticate
+from voice.auth import WATCH, address_in, authenticate, check_role
 from voice.errors import APIError
 from voice.ratelimit import limiter
 from voice.store.db import db
@@ -22,7 +22,8 @@ def scrape():
     if not current_app.config["VOICE_METRICS"]:
         raise APIError(404, "not_found", "Metrics are off (VOICE_METRICS=0).")
     if not address_in(request.remote_addr, current_app.config["METRICS_NETWORKS"]):
-        authenticate(hint=", or scrape from an address in VOICE_METRICS_ALLOWED_IPS.")
+        _, role = authenticate(hint=", or scrape from an address in VOICE_METRICS_ALLOWED_IPS.")
+        check_role(role, WATCH)
     body, content_type = metrics.exposition()
     return current_app.response_class(body, mimetype=None, content_type=content_type)
 

@@ -14,12 +14,13 @@ import threading
 import time
 from urllib.parse import urlparse
 
-from flask import current_app, g
+from flask import current_app
 from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from limits import parse_many
 from limits.storage import Storage
 
-limiter = Limiter(key_func=lambda: g.get("api_key_label", "anonymous"))
+limiter = Limiter(key_func=get_remote_address)
 
 
 class SQLiteStorage(Storage):
@@ -111,25 +112,35 @@ def per_destination_limit():
     return current_app.config["VOICE_RATE_LIMIT_PER_DESTINATION"]
 
 
-def dial_cost():
-    """What a dial-out costs against the per-key limit: one per number it dials."""
-    return len(g.get("dial_numbers") or ()) or 1
+def count_dialouts(label, numbers):
+    """Count a dial-out to each of `numbers` by the key `label`: one each against the key's limit and each number's.
+
+    Every limit is tested before any is counted, so a refused request costs nothing; the
+    refusal is a 429 with Retry-After. The counters live in Flask-Limiter's storage, shared by
+    every worker (and every host, with Redis).
+    """
+    strategy, prefix = limiter.limiter, current_app.config["RATELIMIT_KEY_PREFIX"]
+    checks = [(item, ("dialout-per-key", label or "anonymous"), len(numbers), "This key may place at most {item} "
+               "dial-outs (VOICE_RATE_LIMIT_PER_KEY).") for item in parse_many(per_key_limit())]
+    checks += [(item, ("dialout-per-destination", number), 1, "This number may be dialled at most {item} "
+                "(VOICE_RATE_LIMIT_PER_DESTINATION).") for number in numbers for item in parse_many(per_destination_limit())]
+    for item, identifiers, cost, message in checks:
+        if not strategy.test(item, prefix, *identifiers, cost=cost):
+            reset = strategy.get_window_stats(item, prefix, *identifiers).reset_time
+            raise TooManyDials(max(1, int(reset - time.time()) + 1), message.format(item=item))
+    for item, identifiers, cost, _ in checks:
+        strategy.hit(item, prefix, *identifiers, cost=cost)
 
 
 def count_destinations(numbers):
-    """Count one dial-out to each of `numbers` against the per-destination limit.
-
-    Every number is tested before any is counted, so a request refused because one of its
-    numbers is used up costs the others nothing; the refusal is a 429 with Retry-After.
-    """
-    strategy = limiter.limiter
+    """Count one dial-out to each of `numbers` against the per-destination limit alone (a client's own dial)."""
+    strategy, prefix = limiter.limiter, current_app.config["RATELIMIT_KEY_PREFIX"]
     items = parse_many(per_destination_limit())
-    prefix = current_app.config["RATELIMIT_KEY_PREFIX"]
     for number in numbers:
         for item in items:
             if not strategy.test(item, prefix, "dialout-per-destination", number):
                 reset = strategy.get_window_stats(item, prefix, "dialout-per-destination", number).reset_time
-                raise TooManyDials(max(1, int(reset - time.time()) + 1), item)
+                raise TooManyDials(max(1, int(reset - time.time()) + 1), f"This number may be dialled at most {item}.")
     for number in numbers:
         for item in items:
             strategy.hit(item, prefix, "dialout-per-destination", number)
@@ -138,8 +149,8 @@ def count_destinations(numbers):
 class TooManyDials(Exception):
     """A destination's dial-out limit is used up; `retry_after` in seconds."""
 
-    def __init__(self, retry_after, item):
-        super().__init__(f"This number may be dialled at most {item} (VOICE_RATE_LIMIT_PER_DESTINATION).")
+    def __init__(self, retry_after, message):
+        super().__init__(message)
         self.retry_after = retry_after
 
 

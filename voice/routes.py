@@ -6,17 +6,17 @@ from pathlib import Path
 
 from flask import current_app, g, request, send_from_directory
 
-from voice import bp, callbacks, fields, metrics
+from voice import bp, callbacks, dialout, fields, metrics
 from voice.flows import ivr
 from voice.flows.clients import client_address
 from voice.flows.document import CLIENT_NAME
 from voice.security import client_name_allowed
 from voice.access import note as log_note
 from voice.at.client import ATError, get_client
-from voice.auth import require_api_key, require_webhook_auth
+from voice.auth import ADMIN, DIAL, READ, WATCH, require_role, require_webhook_auth, scoped_label
 from voice.errors import APIError, apology, xml_response, xml_route
-from voice.phone import InvalidPhone, check_dialable, mask, normalise
-from voice.ratelimit import count_destinations, dial_cost, limiter, per_key_limit
+from voice.phone import InvalidPhone, mask, normalise
+from voice.ratelimit import count_dialouts
 from voice.store import history, records
 from voice.store.db import StoreUnavailable
 
@@ -38,23 +38,12 @@ def openapi():
     return send_from_directory(Path(__file__).parent, "openapi.json", mimetype="application/json")
 
 
-def _dialable(raw_numbers):
-    """The numbers a client gave, cleaned to E.164 (each once) and each checked, before any limit is counted."""
-    numbers = list(dict.fromkeys(normalise(raw) for raw in raw_numbers or [None]))
-    masked = ",".join(mask(number) for number in numbers)
-    log_note(request.environ, detail="to=" + masked, to=masked)
-    for number in numbers:
-        check_dialable(number, current_app.config["ALLOWED_COUNTRY_CODES"])
-    g.dial_numbers = numbers
-    return numbers
-
-
 def dial_targets(view):
     """Read and check the numbers to dial (up to 10) and the clientRequestId, before any limit is counted."""
 
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
-        _dialable(fields.numbers("phone"))
+        g.dial_numbers = dialout.checked(fields.numbers("phone"))
         g.client_request_id = fields.client_request_id()
         return view(*args, **kwargs)
 
@@ -62,29 +51,16 @@ def dial_targets(view):
 
 
 @bp.route("/invoke-call", methods=["GET", "POST"])
-@require_api_key
+@require_role(*DIAL)
 @dial_targets
-@limiter.limit(per_key_limit, scope="dialout-per-key", cost=dial_cost)
 def invoke_call():
     """Dial the `phone` (or several) the client gives, from our AT number."""
     numbers, request_id = g.dial_numbers, g.client_request_id
-    count_destinations(numbers)
-    client = get_client()
-    answer = client.call(numbers[0] if len(numbers) == 1 else numbers, client_request_id=request_id)
-    entries = [entry for entry in answer.get("entries") or [] if isinstance(entry, dict)]
-    for entry in entries:
-        metrics.child(metrics.DIALOUTS, "queued", metrics.known(entry.get("status"), metrics.ENTRY_STATUSES)).inc()
-    log_note(request.environ, detail="outcome=queued")
-    try:
-        stored = records.record_dialout(answer, client.voice_number, g.api_key_label, request_id)
-        log_note(request.environ, ",".join(stored) or "-")
-    except StoreUnavailable as exc:
-        # The call is placed: answering an error would invite a retry that dials twice. AT's
-        # callbacks still create the record when the store is back.
-        log.error("dial-out to %s placed but not recorded: %s", mask(numbers[0]), exc)
+    answer = dialout.place(numbers, g.api_key_label, request_id)
     if len(numbers) == 1:
         body = {"message": f"Call initiated to {numbers[0]}", "response": answer}
     else:
+        entries = dialout.entries_of(answer)
         queued = sum(entry.get("status") == "Queued" for entry in entries)
         body = {"message": f"Calls initiated to {queued} of {len(numbers)} numbers",
                 "calls": [{key: entry.get(key) for key in ("phoneNumber", "status", "sessionId")} for entry in entries],
@@ -101,12 +77,16 @@ def transfer_target(view):
 
     @functools.wraps(view)
     def wrapped(session_id, *args, **kwargs):
-        _dialable([fields.text("phone")])
+        g.dial_numbers = dialout.checked([fields.text("phone")])
         leg = (fields.text("callLeg") or "callee").strip()
         if leg not in ("caller", "callee"):
             raise APIError(400, "bad_field", "callLeg must be caller or callee.")
         g.transfer = {"phoneNumber": g.dial_numbers[0], "callLeg": leg, "holdMusicUrl": fields.audio_url("holdMusicUrl")}
-        if not callbacks.SESSION_ID.fullmatch(session_id) or records.call_in_progress(session_id) is None:
+        call = records.call_in_progress(session_id) if callbacks.SESSION_ID.fullmatch(session_id) else None
+        if call is not None and scoped_label() not in (None, call.requested_by):
+            # A dialer's own calls only; another's is as good as unknown to it.
+            raise APIError(404, "not_found", f"No call with sessionId {session_id[:128]!r} is recorded.")
+        if call is None:
             raise APIError(409, "call_not_in_progress",
                            f"No call in progress has sessionId {session_id[:128]!r}: only a live call can be transferred.")
         return view(session_id, *args, **kwargs)
@@ -115,13 +95,12 @@ def transfer_target(view):
 
 
 @bp.post("/calls/<session_id>/transfer")
-@require_api_key
+@require_role(*DIAL)
 @transfer_target
-@limiter.limit(per_key_limit, scope="dialout-per-key", cost=dial_cost)
 def transfer_call(session_id):
     """Move a live call to another number through AT's /callTransfer (a paid leg, limited like a dial-out)."""
     asked = g.transfer
-    count_destinations(g.dial_numbers)
+    count_dialouts(g.api_key_label, g.dial_numbers)
     client = get_client()
     try:
         answer = client.transfer(session_id, asked["phoneNumber"], asked["callLeg"], asked["holdMusicUrl"])
@@ -144,7 +123,7 @@ def _record_transfer(session_id, asked, outcome):
 
 
 @bp.get("/queue")
-@require_api_key
+@require_role(*WATCH)
 def queue_status():
     """How many callers wait in the queues of our AT numbers (default AT_VOICE_NUMBER)."""
     client = get_client()
@@ -155,7 +134,7 @@ def queue_status():
 
 
 @bp.post("/media")
-@require_api_key
+@require_role(*ADMIN)
 def upload_media():
     """Have AT fetch and cache an audio file, so its first <Play> or hold music starts at once."""
     url = fields.audio_url("url", required=True)
@@ -168,7 +147,7 @@ def upload_media():
 
 
 @bp.post("/clients/token")
-@require_api_key
+@require_role(*ADMIN)
 def client_token():
     """A capability token from AT that lets a browser or app client (AT's WebRTC SDK) make and take calls."""
     name = (fields.text("clientName") or "").strip()
@@ -260,25 +239,25 @@ def events():
 
 
 @bp.get("/calls")
-@require_api_key
+@require_role(*READ)
 def list_calls():
     """Calls, newest first, filtered by phone, direction, state and time; a page at a time."""
-    calls, following = history.list_calls(request.args)
+    calls, following = history.list_calls(request.args, scoped_label())
     return {"calls": calls, "next": following}
 
 
 @bp.get("/calls/stats")
-@require_api_key
+@require_role(*READ)
 def call_stats():
     """Counts, answer rate, durations and cost of the calls in a time window."""
-    return history.stats(request.args)
+    return history.stats(request.args, scoped_label())
 
 
 @bp.get("/calls/<session_id>")
-@require_api_key
+@require_role(*READ)
 def call_detail(session_id):
     """One call and its events in arrival order."""
-    found = history.call_with_events(session_id)
+    found = history.call_with_events(session_id, scoped_label())
     if found is None:
         raise APIError(404, "not_found", f"No call with sessionId {session_id!r} is recorded.")
     return found

@@ -9,7 +9,6 @@ import fcntl
 import logging
 import os
 import threading
-import time
 from datetime import datetime, timezone
 
 import sqlalchemy as sa

@@ -64,9 +64,11 @@ def decode_cursor(cursor):
         raise BadFilter("cursor is not one this API gave out; use the 'next' value of a previous page") from None
 
 
-def list_calls(args):
-    """A page of calls, newest first, and the cursor of the next page (None on the last)."""
+def list_calls(args, requested_by=None):
+    """A page of calls, newest first, and the cursor of the next page (None on the last); only `requested_by`'s if given."""
     query = sa.select(Call)
+    if requested_by is not None:
+        query = query.where(Call.requested_by == requested_by)
     if args.get("phone"):
         try:
             phone = normalise(args["phone"])
@@ -103,12 +105,12 @@ def _limit(raw):
     return int(raw)
 
 
-def call_with_events(session_id):
-    """A call and its events in arrival order, as JSON-ready dicts; None if the call is unknown."""
+def call_with_events(session_id, requested_by=None):
+    """A call and its events in arrival order, as JSON-ready dicts; None if unknown (or not `requested_by`'s)."""
 
     def work():
         call = db.session.execute(sa.select(Call).where(Call.session_id == session_id)).scalar_one_or_none()
-        if call is None:
+        if call is None or requested_by not in (None, call.requested_by):
             return None
         events = db.session.execute(
             sa.select(Event).where(Event.call_id == call.id).order_by(Event.id)
@@ -118,14 +120,15 @@ def call_with_events(session_id):
     return guarded(work)
 
 
-def stats(args):
-    """Counts by state and hangup cause, answer rate, durations and cost per currency."""
+def stats(args, requested_by=None):
+    """Counts by state and hangup cause, answer rate, durations and cost per currency (of `requested_by`'s calls)."""
     since, until = _window(args)
     answered = sa.or_(Call.answered_at.is_not(None), Call.duration_seconds > 0)
     finished = Call.state.in_(sorted(FINAL_STATES))
 
     def scoped(*columns):
-        return _in_window(sa.select(*columns), since, until)
+        query = _in_window(sa.select(*columns), since, until)
+        return query if requested_by is None else query.where(Call.requested_by == requested_by)
 
     def work():
         run = db.session.execute

@@ -8,7 +8,6 @@ the call whichever URL brought them.
 
 import hashlib
 import json
-import re
 from datetime import datetime, timezone
 from decimal import Decimal
 
