@@ -16,6 +16,7 @@ $(VENV)/.installed: requirements.txt
 	$(BIN)/flask --app app voice init-env
 
 run: venv .env
+	$(BIN)/flask --app app voice init-env
 	$(BIN)/flask --app app db upgrade
 	$(BIN)/gunicorn -c gunicorn.conf.py "app:create_app()"
 

@@ -8,6 +8,7 @@ from flask import Flask
 
 from voice import bp as voice_bp
 from voice import access, errors, flows, logs, ops, ratelimit, security, settings
+from voice import console
 from voice.at import client
 from voice.cli import voice_cli
 from voice.store import db, records
@@ -43,6 +44,7 @@ def create_app(config=None):
     errors.register(app)
     app.register_blueprint(voice_bp)
     app.register_blueprint(ops.bp)
+    console.init_app(app)
     app.cli.add_command(voice_cli)
     access.init_app(app)
     return app

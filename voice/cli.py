@@ -9,7 +9,7 @@ from flask.cli import AppGroup
 
 voice_cli = AppGroup("voice", help="Voice service commands.")
 
-SECRETS = ("VOICE_API_KEY", "VOICE_WEBHOOK_TOKEN")
+SECRETS = ("VOICE_API_KEY", "VOICE_WEBHOOK_TOKEN", "SECRET_KEY")
 
 
 def fill_env(example_text):
@@ -28,10 +28,22 @@ def fill_env(example_text):
 @click.option("--example", default=".env.example", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--target", default=".env", show_default=True, type=click.Path(dir_okay=False))
 def init_env(example, target):
-    """Write .env from .env.example with fresh secrets, once; print the secrets that one time."""
+    """Write .env from .env.example with fresh secrets, once; print the secrets that one time.
+
+    An existing .env is left as it is, but for secrets it does not name at all (added by a
+    newer version of the service), which are appended with fresh values.
+    """
     target_path = Path(target)
     if target_path.exists():
-        click.echo(f"{target} exists; left as it is.")
+        text = target_path.read_text()
+        named = {line.partition("=")[0].strip() for line in text.splitlines() if "=" in line}
+        missing = [name for name in SECRETS if name not in named]
+        if not missing:
+            click.echo(f"{target} exists; left as it is.")
+            return
+        added = "".join(f"{name}={secrets.token_urlsafe(32)}\n" for name in missing)
+        target_path.write_text(text + ("" if text.endswith("\n") or not text else "\n") + added)
+        click.echo(f"{target} exists; added the secrets it lacked: {', '.join(missing)}.")
         return
     text, fresh = fill_env(Path(example).read_text())
     target_path.write_text(text)

@@ -31,6 +31,9 @@ DEFAULTS = {
     "VOICE_METRICS": True,
     "VOICE_METRICS_ALLOWED_IPS": "",
     "VOICE_RETENTION_DAYS": 0,
+    "SECRET_KEY": "",
+    "VOICE_CONSOLE_SESSION_HOURS": 8.0,
+    "VOICE_CONSOLE_SIGNIN_LIMIT": "5 per minute",
     # Set by gunicorn.conf.py in its workers, not by operators: an app that only serves leaves out
     # the migration commands (and Alembic with them).
     "VOICE_SERVE_ONLY": False,
@@ -64,6 +67,7 @@ _CONVERTERS = {
     "MAX_CONTENT_LENGTH": int,
     "VOICE_METRICS": _flag,
     "VOICE_RETENTION_DAYS": int,
+    "VOICE_CONSOLE_SESSION_HOURS": float,
     "VOICE_SERVE_ONLY": _flag,
 }
 

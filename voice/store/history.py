@@ -2,7 +2,7 @@
 
 import base64
 import binascii
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
@@ -216,3 +216,34 @@ def event_json(event):
         "params": event.params,
         "problems": event.problems or [],
     }
+
+
+LIVE_HOURS = 6
+
+
+def live_calls(requested_by=None, limit=50):
+    """Calls not yet ended that started in the last LIVE_HOURS hours, newest first, as JSON-ready dicts."""
+    since = datetime.now(timezone.utc) - timedelta(hours=LIVE_HOURS)
+    query = (sa.select(Call).where(Call.started_at >= since, Call.ended_at.is_(None),
+                                   sa.or_(Call.state.is_(None), Call.state.not_in(sorted(FINAL_STATES))))
+             .order_by(Call.id.desc()).limit(limit))
+    if requested_by is not None:
+        query = query.where(Call.requested_by == requested_by)
+    return [call_json(call) for call in guarded(lambda: db.session.execute(query).scalars().all())]
+
+
+def per_bucket(since, until, hourly, requested_by=None):
+    """Calls and answered calls per hour (or day) in [since, until), as [(bucket start, calls, answered)]."""
+    column = Call.started_at
+    if db.engine.dialect.name == "postgresql":
+        bucket = sa.func.date_trunc("hour" if hourly else "day", column)
+    else:
+        bucket = sa.func.strftime("%Y-%m-%d %H:00:00" if hourly else "%Y-%m-%d 00:00:00", column)
+    answered = sa.or_(Call.answered_at.is_not(None), Call.duration_seconds > 0)
+    query = _in_window(sa.select(bucket, sa.func.count(Call.id), sa.func.count(Call.id).filter(answered)),
+                       since, until).group_by(bucket).order_by(bucket)
+    if requested_by is not None:
+        query = query.where(Call.requested_by == requested_by)
+    rows = guarded(lambda: db.session.execute(query).all())
+    return [(start if isinstance(start, datetime) else datetime.fromisoformat(start), calls, ok)
+            for start, calls, ok in rows]

@@ -1,0 +1,172 @@
+"""Signing in to the console with an API key: a signed session cookie, CSRF on every form, limited attempts."""
+
+import functools
+import hashlib
+import hmac
+import logging
+from datetime import timedelta
+
+from flask import (current_app, g, has_request_context, redirect, render_template, request, session,
+                   url_for)
+from flask.sessions import SecureCookieSessionInterface
+from flask_limiter.util import get_remote_address
+from flask_wtf import FlaskForm
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
+from wtforms import PasswordField, StringField
+from wtforms.validators import InputRequired, Length
+
+from voice import metrics
+from voice.auth import key_entry, role_of
+from voice.console import bp
+from voice.errors import APIError
+from voice.ratelimit import limiter
+
+log = logging.getLogger(__name__)
+csrf = CSRFProtect()
+
+# What the console's pages may load: our own files only, no inline script or style; recordings from anywhere
+# over http(s).
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src http: https:; "
+       "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+class SignInForm(FlaskForm):
+    """The label and key of an API key."""
+
+    label = StringField("Key label", validators=[InputRequired(), Length(max=64)])
+    key = PasswordField("API key", validators=[InputRequired(), Length(max=256)])
+
+
+class ConsoleSession(SecureCookieSessionInterface):
+    """Flask's signed cookie session, marked Secure whenever the request came over HTTPS."""
+
+    def get_cookie_secure(self, app):
+        return bool(app.config["SESSION_COOKIE_SECURE"] or (has_request_context() and request.is_secure))
+
+
+def init_app(app):
+    """Register the console: its session cookie, CSRF protection, security headers and the blueprint."""
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_PATH"] = "/voice/console"
+    app.config["SESSION_COOKIE_NAME"] = "voice_console"
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=float(app.config["VOICE_CONSOLE_SESSION_HOURS"]))
+    # CSRF is checked by the console alone: the JSON API takes keys, not cookies.
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False
+    app.config["WTF_CSRF_TIME_LIMIT"] = None  # a token lives as long as its session
+    app.session_interface = ConsoleSession()
+    csrf.init_app(app)
+    app.register_blueprint(bp)
+
+
+@bp.before_request
+def _console_checks():
+    """The console needs SECRET_KEY; every form it takes carries the session's CSRF token."""
+    if not current_app.config.get("SECRET_KEY"):
+        return render_template("console/error.html", title="The console is off",
+                               message="Set SECRET_KEY (make run writes one into .env) to use the console."), 503
+    if request.method == "POST":
+        csrf.protect()
+    return None
+
+
+@bp.after_request
+def _console_headers(response):
+    """A strict Content-Security-Policy, no framing, no caching of pages holding call data."""
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc):
+    return _error_page(exc.code, exc.name, exc.description)
+
+
+@bp.errorhandler(APIError)
+def _api_error(exc):
+    return _error_page(exc.status, exc.code.replace("_", " ").capitalize(), exc.message)
+
+
+@bp.errorhandler(CSRFError)
+def _csrf_error(exc):
+    return _error_page(400, "The form expired", "Reload the page and send the form again.")
+
+
+def _error_page(status, title, message):
+    if status == 429:
+        metrics.refused("rate_limit")
+    return render_template("console/error.html", title=title, message=message), status
+
+
+def _key_check(key):
+    """What the session keeps of a key: a MAC of it, so a rotated key ends the sessions it opened."""
+    secret = current_app.config["SECRET_KEY"]
+    secret = secret.encode() if isinstance(secret, str) else secret
+    return hmac.new(secret, key.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def signed_in(*roles):
+    """The view needs a signed-in session whose key (still configured, unchanged) has one of `roles`."""
+
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapped(*args, **kwargs):
+            label = session.get("label")
+            current = next((key for name, key, _ in current_app.config["API_KEYS"] if name == label), None)
+            if not label or current is None or not hmac.compare_digest(session.get("check", ""), _key_check(current)):
+                session.clear()
+                return redirect(url_for("console.sign_in", next=request.full_path if request.method == "GET" else None))
+            g.api_key_label, g.api_role = label, role_of(label)
+            if g.api_role not in roles:
+                metrics.refused("role")
+                raise APIError(403, "forbidden", f"This page needs a key with the {' or '.join(roles)} role; "
+                               f"this key is a {g.api_role}.")
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorate
+
+
+def _signin_limit():
+    return current_app.config["VOICE_CONSOLE_SIGNIN_LIMIT"]
+
+
+@bp.route("/sign-in", methods=["GET", "POST"])
+@limiter.limit(_signin_limit, key_func=get_remote_address, methods=["POST"], scope="console-sign-in")
+def sign_in():
+    """Sign in with an API key's label and key."""
+    form = SignInForm()
+    error = None
+    if form.validate_on_submit():
+        entry = key_entry(form.key.data)
+        if entry is not None and hmac.compare_digest(entry[0].encode(), form.label.data.strip().encode()):
+            session.clear()
+            session.permanent = True
+            session.update(label=entry[0], check=_key_check(form.key.data))
+            log.info("console: %s signed in (%s) from %s", entry[0], entry[1], request.remote_addr)
+            target = request.args.get("next") or ""
+            # Only a path of the console itself, never another site.
+            if not target.startswith("/voice/console/") or target.startswith("//"):
+                target = url_for("console.calls")
+            return redirect(target)
+        metrics.refused("bad_key")
+        log.warning("console: sign-in refused for label %r from %s", form.label.data[:64], request.remote_addr)
+        error = "That label and key do not match a key of this service."
+    elif request.method == "POST":
+        error = "Give the key's label and the key."
+    return render_template("console/sign_in.html", form=form, error=error), (401 if error else 200)
+
+
+@bp.post("/sign-out")
+def sign_out():
+    """End the session."""
+    label = session.get("label")
+    session.clear()
+    if label:
+        log.info("console: %s signed out", label)
+    return redirect(url_for("console.sign_in"))
