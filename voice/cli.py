@@ -162,10 +162,12 @@ def flow_show(file, step):
 @voice_cli.command("fake-at")
 @click.option("--port", type=int, help="Port to listen on (default: VOICE_FAKE_AT_PORT, 8001).")
 @click.option("--service-url", help="The service whose webhooks the simulated callee drives (default: http://127.0.0.1:$PORT).")
-@click.option("--digits", default="1", show_default=True, help="Keys the simulated callee presses, comma-separated.")
+@click.option("--digits", help="Keys the simulated callee presses, comma-separated (default: VOICE_FAKE_AT_DIGITS, 1).")
+@click.option("--answer-seconds", type=float,
+              help="How long a queued call rings before the callee answers (default: VOICE_FAKE_AT_ANSWER_SECONDS, 2).")
 @click.option("--bridge-seconds", default=10.0, show_default=True,
               help="How long a call stays connected at a Dial, Enqueue or Conference (to try transfers and queues).")
-def fake_at(port, service_url, digits, bridge_seconds):
+def fake_at(port, service_url, digits, answer_seconds, bridge_seconds):
     """Serve a simulated AT voice API on 127.0.0.1 that plays the callee of each call it queues."""
     from flask import current_app
 
@@ -174,8 +176,11 @@ def fake_at(port, service_url, digits, bridge_seconds):
     config = current_app.config
     port = port or int(config["VOICE_FAKE_AT_PORT"])
     service_url = service_url or f"http://127.0.0.1:{config['PORT']}"
+    digits = digits if digits is not None else config["VOICE_FAKE_AT_DIGITS"]
+    answer_seconds = answer_seconds if answer_seconds is not None else config["VOICE_FAKE_AT_ANSWER_SECONDS"]
     server = FakeAT(port=port, service_url=service_url, token=config.get("VOICE_WEBHOOK_TOKEN") or None,
-                    digits=tuple(d.strip() for d in digits.split(",") if d.strip()), bridge_seconds=bridge_seconds)
+                    digits=tuple(d.strip() for d in digits.split(",") if d.strip()), bridge_seconds=bridge_seconds,
+                    answer_delay=answer_seconds)
     say = click.echo
     if str(config.get("LOG_FORMAT", "text")).lower() == "json":  # beside the service, every line is JSON
         say = logging.getLogger("voice.at.fake").warning

@@ -23,6 +23,8 @@ DEFAULTS = {
     "VOICE_VERIFY_SESSIONS": False,
     "VOICE_SIMULATE": "0",
     "VOICE_FAKE_AT_PORT": 8001,
+    "VOICE_FAKE_AT_DIGITS": "1",
+    "VOICE_FAKE_AT_ANSWER_SECONDS": 2.0,
     "VOICE_FLOW_FILE": "",
     "VOICE_PUBLIC_URL": "",
     "VOICE_AGENT_NUMBERS": "",
@@ -59,6 +61,7 @@ _flag.__name__ = "yes/no value"
 _CONVERTERS = {
     "VOICE_TRUSTED_PROXIES": int,
     "VOICE_FAKE_AT_PORT": int,
+    "VOICE_FAKE_AT_ANSWER_SECONDS": float,
     "PORT": int,
     "VOICE_VERIFY_SESSIONS": _flag,
     "AT_TIMEOUT_SECONDS": float,
