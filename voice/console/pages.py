@@ -50,6 +50,7 @@ def calls():
     except history.BadFilter as exc:
         recent, following, error = [], None, str(exc)
     live = history.live_calls(scoped_label())
+    overview_figures().warm(current_app._get_current_object(), scoped_label())
     context = {"live": live, "recent": recent, "following": following, "filters": args, "error": error,
                "now": datetime.now(timezone.utc)}
     if request.headers.get("HX-Request"):
@@ -75,8 +76,8 @@ def overview():
     length, hourly = WINDOWS[window]
     until = datetime.now(timezone.utc)
     since = until - length
-    figures = history.stats({"since": since.isoformat(), "until": until.isoformat()}, scoped_label())
-    buckets = history.per_bucket(since, until, hourly, scoped_label())
+    figures = overview_figures().figures(since, until, hourly, scoped_label())
+    buckets = figures["buckets"]
     chart = {
         "buckets": {"labels": [start.strftime("%d %b %H:00" if hourly else "%d %b") for start, _, _ in buckets],
                     "calls": [calls for _, calls, _ in buckets], "answered": [ok for _, _, ok in buckets]},
@@ -135,6 +136,11 @@ def place():
             log.info("console: %s placed a call (%s)", g.api_key_label, session)
             return redirect(url_for("console.calls"))
     return render_template("console/place.html", form=form, error=error), (400 if error else 200)
+
+
+def overview_figures():
+    """This app's overview figures, whole past days kept per process."""
+    return current_app.extensions.setdefault("voice_overview", history.Overview())
 
 
 @bp.app_template_filter("duration")
