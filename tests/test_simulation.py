@@ -191,3 +191,14 @@ def test_init_env_writes_fresh_secrets_once(app, tmp_path):
     assert len(key) >= 32 and key in first.output and "PORT=8000" in written
     second = runner.invoke(args=["voice", "init-env", "--example", str(example), "--target", str(target)])
     assert target.read_text() == written and key not in second.output
+
+
+def test_init_env_adds_a_secret_an_older_env_lacks(app, tmp_path):
+    target = tmp_path / ".env"
+    target.write_text("VOICE_API_KEY=kept-as-it-was\nVOICE_WEBHOOK_TOKEN=also-kept\n")
+    result = app.test_cli_runner().invoke(args=["voice", "init-env", "--example", str(tmp_path / "none"),
+                                                "--target", str(target)])
+    written = target.read_text()
+    assert "VOICE_API_KEY=kept-as-it-was" in written and "VOICE_WEBHOOK_TOKEN=also-kept" in written
+    secret = next(line for line in written.splitlines() if line.startswith("SECRET_KEY=")).split("=", 1)[1]
+    assert len(secret) >= 32 and "SECRET_KEY" in result.output and secret not in result.output

@@ -13,14 +13,17 @@ SECRETS = ("VOICE_API_KEY", "VOICE_WEBHOOK_TOKEN", "SECRET_KEY")
 
 
 def fill_env(example_text):
-    """The text of a new .env: the example with fresh random values for the secrets."""
+    """The text of a new .env: the example with fresh random values for the secrets (added if it lacks one)."""
     fresh = {name: secrets.token_urlsafe(32) for name in SECRETS}
-    lines = []
+    lines, named = [], set()
     for line in example_text.splitlines():
         name, sep, value = line.partition("=")
-        if sep and name in fresh and not value.strip():
-            line = f"{name}={fresh[name]}"
+        if sep and name in fresh:
+            named.add(name)
+            if not value.strip():
+                line = f"{name}={fresh[name]}"
         lines.append(line)
+    lines += [f"{name}={value}" for name, value in fresh.items() if name not in named]
     return "\n".join(lines) + "\n", fresh
 
 

@@ -154,6 +154,7 @@ def test_a_calls_timeline_shows_the_key_pressed_and_a_recording(browser, base):
     assert audio.get_attribute("src").startswith("https://") and audio.get_attribute("controls") is not None
     browser.find_element(By.CSS_SELECTOR, "#timeline details summary").click()
     assert "sessionId" in browser.find_element(By.CSS_SELECTOR, "#timeline details pre").text
+    browser.execute_script("document.getElementById('timeline').scrollIntoView();")
     screenshot(browser, "call")
     assert csp_violations(browser) == []
 
