@@ -390,7 +390,7 @@ def test_the_single_number_answer_is_unchanged_without_a_request_id(client, fake
     assert "clientRequestId" not in sent(fake_at, "/call")[-1]
 
 
-@pytest.mark.parametrize("value", ["x" * 65, "two\nlines", "", "\u00e9t\u00e9"])
+@pytest.mark.parametrize("value", ["x" * 65, "two\nlines", "trailing\n", "", "\u00e9t\u00e9"])
 def test_a_bad_client_request_id_is_400_before_at(client, fake_at, value):
     response = client.post("/voice/invoke-call", json={"phone": "254712345678", "clientRequestId": value},
                            headers=KEY)

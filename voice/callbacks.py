@@ -254,29 +254,26 @@ def _currency(value, problems):
 
 CLIENT_CALLER = re.compile(r"([A-Za-z0-9_-]{1,64})\.([A-Za-z0-9_-]{1,64})")
 DIALLED = re.compile(r"\+?[0-9][0-9 ()-]{2,30}")
+CLIENT_REQUEST_ID = re.compile(r"[\x21-\x7e]([\x20-\x7e]{0,62}[\x21-\x7e])?")
 
 
 def _dialled(value, problems):
     """What a client's agent dialled: digits as typed (with or without `+`, local or international)."""
-    if _blank(value):
-        return None
-    value = value.strip()
-    if not DIALLED.fullmatch(value):
-        problems.append("clientDialedNumber is not a phone number")
-        return None
-    return value
-
-
-CLIENT_REQUEST_ID = re.compile(r"^[\x21-\x7e]([\x20-\x7e]{0,62}[\x21-\x7e])?$")
+    return _matching(value, DIALLED, "clientDialedNumber is not a phone number", problems)
 
 
 def _request_id(value, problems):
     """The clientRequestId we gave AT, echoed back: printable ASCII, at most 64 characters."""
+    return _matching(value, CLIENT_REQUEST_ID, "clientRequestId is not 1 to 64 printable characters", problems)
+
+
+def _matching(value, pattern, problem, problems):
+    """`value` stripped when all of it matches `pattern`; else None, with `problem` noted."""
     if _blank(value):
         return None
     value = value.strip()
-    if not CLIENT_REQUEST_ID.match(value):
-        problems.append("clientRequestId is not 1 to 64 printable characters")
+    if not pattern.fullmatch(value):
+        problems.append(problem)
         return None
     return value
 

@@ -107,6 +107,6 @@ def client_request_id():
     value = text("clientRequestId")
     if value is None:
         return None
-    if not CLIENT_REQUEST_ID.match(value):
+    if not CLIENT_REQUEST_ID.fullmatch(value):
         raise APIError(400, "bad_field", "clientRequestId must be 1 to 64 printable ASCII characters.")
     return value

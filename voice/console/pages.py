@@ -8,14 +8,14 @@ from flask_wtf import FlaskForm
 from wtforms import StringField
 from wtforms.validators import InputRequired, Length
 
-from voice import dialout
+from voice import dialout, metrics
 from voice.at.client import ATError, Busy, NotConfigured
 from voice.auth import DIAL, READ, scoped_label
 from voice.console import bp, diagram
 from voice.console.signin import signed_in
 from voice.console.timeline import timeline
 from voice.errors import APIError
-from voice.phone import InvalidPhone, NotAllowed
+from voice.phone import CostlyNumber, InvalidPhone, NotAllowed
 from voice.ratelimit import TooManyDials
 from voice.store import history
 
@@ -121,12 +121,16 @@ def place():
             numbers = dialout.checked([form.phone.data])
             answer = dialout.place(numbers, g.api_key_label)
         except (InvalidPhone, NotAllowed) as exc:
+            if isinstance(exc, (CostlyNumber, NotAllowed)):  # counted as the API counts them
+                metrics.refused("premium_number" if isinstance(exc, CostlyNumber) else "country")
             error = str(exc)
         except TooManyDials as exc:
+            metrics.refused("rate_limit")
             error = f"{exc} Try again in {exc.retry_after} s."
         except ATError as exc:
             error = exc.message
         except Busy:
+            metrics.refused("busy")
             error = "Too many calls are being placed at once; try again in a few seconds."
         except NotConfigured as exc:
             error = "Dial-out is off until these settings are set: " + ", ".join(exc.missing)
