@@ -6,6 +6,8 @@ routes' checks and protections, and the records the notifications leave.
 
 import logging
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -514,3 +516,38 @@ def test_queues_transfers_media_and_several_numbers_end_to_end(tmp_path, caplog)
     transcript = [record.getMessage() for record in caplog.records if record.name == "voice.at.fake"]
     for word in ("ENQUEUE", "DEQUEUE", "TRANSFER", "DEQUEUED"):
         assert any(word in line for line in transcript), word
+
+
+def test_voice_simulate_through_the_simulated_at_queues_dequeues_and_is_transferred(tmp_path, make_app):
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(CALL_CENTRE_FLOW)
+    env = service_env(tmp_path, "set below", VOICE_FLOW_FILE=flow)
+    base = f"http://127.0.0.1:{env['PORT']}"
+    fake = FakeAT(api_key=AT_KEY, service_url=base, token=WEBHOOK_TOKEN, bridge_seconds=5).start()
+    env["AT_VOICE_API_URL"] = env["AT_WEBRTC_API_URL"] = fake.url
+
+    def simulate(digits):
+        command = [sys.executable, "-m", "flask", "--app", "app", "voice", "simulate", "--outbound", "--through-at",
+                   "--digits", digits, "--url", base]
+        return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+
+    try:
+        with served(env, tmp_path) as (base, _):
+            waiting = simulate("1")  # waits in the support queue
+            assert wait_for(lambda: sum(len(calls) for calls in fake.queues.values()) == 1)
+            taker = simulate("3")  # takes it out of the queue
+            through = simulate("2")  # put through to an agent, then transferred
+            assert wait_for(lambda: any(call.transferred_to is None and call.last_digits == "2"
+                                        for call in list(fake.live.values())))
+            session = next(c.session_id for c in list(fake.live.values()) if c.last_digits == "2")
+            assert wait_for(lambda: requests.get(f"{base}/voice/calls/{session}", headers=KEY, timeout=5).ok)
+            moved = requests.post(f"{base}/voice/calls/{session}/transfer", data={"phone": "254712000009"},
+                                  headers=KEY, timeout=10)
+            assert moved.status_code == 200, moved.text
+            outputs = [process.communicate(timeout=60)[0] for process in (waiting, taker, through)]
+    finally:
+        fake.stop()
+    assert "ENQUEUE" in outputs[0] and "DEQUEUED to +254711000000" in outputs[0]
+    assert "DEQUEUE" in outputs[1] and "connected to the caller waiting" in outputs[1]
+    assert "TRANSFER callee to +254712000009" in outputs[2] and "END after" in outputs[2]

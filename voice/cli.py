@@ -205,7 +205,10 @@ def fake_at(port, service_url, digits, answer_seconds, bridge_seconds):
 @click.option("--token", help="The webhook token (default: VOICE_WEBHOOK_TOKEN).")
 @click.option("--client", help="Call from this browser or app client (AT's WebRTC SDK) instead of a phone.")
 @click.option("--dial", "dialled", help="With --client: the number the agent dials, as typed (e.g. 0712345678).")
-def simulate(url, inbound, caller, digits, token, client, dialled):
+@click.option("--through-at/--direct", default=None,
+              help="Play the call inside the simulated AT (so it can queue, be dequeued and be transferred) or in "
+                   "this command. Default: through the simulated AT in simulated mode when --digits is given.")
+def simulate(url, inbound, caller, digits, token, client, dialled, through_at):
     """Play AT's part in one call against a running service, printing what the caller hears."""
     import sys
 
@@ -214,6 +217,18 @@ def simulate(url, inbound, caller, digits, token, client, dialled):
     from voice.at.simulator import SimulatedCall, SimulationError
 
     config = current_app.config
+    if through_at is None:
+        through_at = config["VOICE_MODE"] == "simulated" and digits is not None
+    if through_at:
+        if digits is None:
+            raise click.UsageError("--through-at plays the call in the simulated AT: give the keys with --digits")
+        spec = {"url": url or f"http://127.0.0.1:{config['PORT']}", "direction": "Inbound" if inbound else "Outbound",
+                "caller": caller, "digits": [d.strip() for d in digits.split(",")], "client": client,
+                "dialled": dialled, "username": config.get("AT_USERNAME") or "simulated",
+                "token": token if token is not None else (config.get("VOICE_WEBHOOK_TOKEN") or None),
+                "ourNumber": config.get("AT_VOICE_NUMBER") or "+254711000000"}
+        if _simulate_through_at(config, spec):
+            return
     scripted = [d.strip() for d in digits.split(",")] if digits is not None else None
     ask = None
     if scripted is None and sys.stdin.isatty():
@@ -234,6 +249,34 @@ def simulate(url, inbound, caller, digits, token, client, dialled):
     except SimulationError as exc:
         click.echo(f"simulate: {exc}", err=True)
         raise SystemExit(1) from None
+
+
+def _simulate_through_at(config, spec):
+    """Have the simulated AT play the call, echoing its transcript; False when it cannot be reached."""
+    import requests
+
+    target = (config.get("AT_VOICE_API_URL") or "").rstrip("/") + "/simulator/calls"
+    try:
+        response = requests.post(target, json=spec, headers={"apiKey": config.get("AT_API_KEY") or ""},
+                                 stream=True, timeout=(3, 120))
+    except requests.RequestException:
+        click.echo(f"simulate: no simulated AT at {target}; playing the call here (it cannot queue or be transferred)",
+                   err=True)
+        return False
+    with response:
+        if response.status_code != 200:
+            click.echo(f"simulate: the simulated AT at {target} answered {response.status_code}; playing here", err=True)
+            return False
+        try:
+            for line in response.iter_lines(decode_unicode=True):
+                if line.startswith("ERROR "):
+                    click.echo(f"simulate: {line[6:]}", err=True)
+                    raise SystemExit(1)
+                click.echo(line)
+        except requests.RequestException as exc:  # the call was placed: never play it twice
+            click.echo(f"simulate: lost the simulated AT mid-call ({type(exc).__name__})", err=True)
+            raise SystemExit(1) from None
+    return True
 
 
 @voice_cli.command("prune")

@@ -156,6 +156,27 @@ class FakeAT:
 
         threading.Thread(target=play, name=f"callee-{entry['sessionId']}", daemon=True).start()
 
+    def play_for(self, spec, say):
+        """Play a call `voice simulate` asked for (POST /simulator/calls), its transcript sent to `say`.
+
+        Played here rather than in the command, the call can wait in a queue, be dequeued by another
+        simulated call, and be transferred through /callTransfer, as the calls this AT places can.
+        """
+        options = {"token": spec.get("token") or self.token, "our_number": spec.get("ourNumber") or "+254711000000",
+                   "digits": [str(d) for d in spec.get("digits") or []], "say": say, "on_bridge": self._bridged}
+        url = spec.get("url") or self.service_url
+        if spec.get("client"):
+            call = SimulatedCall.from_client(url, spec.get("username") or "simulated", spec["client"],
+                                             spec.get("dialled") or "", **options)
+        else:
+            call = SimulatedCall(url, direction="Outbound" if spec.get("direction") == "Outbound" else "Inbound",
+                                 caller=spec.get("caller") or "+254712345678", **options)
+        self.live[call.session_id] = call
+        try:
+            return call.run()
+        finally:
+            self.live.pop(call.session_id, None)
+
     def _bridged(self, call, action):
         """A call reached a bridging action: queue or dequeue it, and keep it connected for bridge_seconds."""
         if action.tag == "Dequeue":
@@ -303,8 +324,30 @@ def _handler_for(fake):
                 self._send(*fake.answer_call_transfer(form))
             elif self.path == "/capability-token/request":
                 self._send(*fake.answer_capability_token(form))
+            elif self.path == "/simulator/calls":
+                self._stream_call(form)
             else:
                 self._send(404, "text/plain", "Not Found")
+
+        def _stream_call(self, spec):
+            """Not AT's: play a call for `voice simulate` and stream its transcript, a line at a time."""
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.end_headers()
+            lock = threading.Lock()
+
+            def say(line):
+                with lock:  # a transfer's line comes from another request's thread
+                    try:
+                        self.wfile.write((line + "\n").encode("utf-8"))
+                        self.wfile.flush()
+                    except OSError:
+                        pass  # the command went away; the call plays on
+
+            try:
+                fake.play_for(spec, say)
+            except SimulationError as exc:
+                say(f"ERROR {exc}")
 
         def _send(self, status, content_type, body):
             data = body.encode("utf-8")
