@@ -248,3 +248,10 @@ def test_the_simulator_names_the_clients_a_flow_rings(make_app, tmp_path):
     finally:
         server.shutdown()
     assert "  (rings the browser or app client jonah)" in lines
+
+
+def test_flow_show_previews_a_client_dial_without_refusing_anything(app, caplog):
+    with caplog.at_level(logging.WARNING):
+        result = app.test_cli_runner().invoke(args=["voice", "flow", "show", "voice/flows/default.yaml", "agent_dials"])
+    assert result.exit_code == 0 and "the number the client dialled" in result.output
+    assert "refused" not in caplog.text

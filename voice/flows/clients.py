@@ -49,6 +49,8 @@ def resolve(actions, fields):
             attrs["phoneNumbers"] = ",".join(filter(None, [attrs.get("phoneNumbers"),
                                                            *map(client_address, action.clients)]))
             resolved.append(Action("Dial", attrs=attrs))
+        elif not fields:  # a preview (`voice flow show`), not a call: nothing was dialled, nothing is refused
+            resolved.append(Action("Dial", attrs=dict(action.attrs, phoneNumbers="(the number the client dialled)")))
         else:
             dialled = _dialled(action, fields)
             resolved.append(dialled)
