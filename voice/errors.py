@@ -114,7 +114,8 @@ def _handle_not_allowed(exc):
 
 def _handle_busy(exc):
     metrics.refused("busy")
-    metrics.child(metrics.DIALOUTS, "busy", "none").inc()
+    if exc.operation == "call":
+        metrics.child(metrics.DIALOUTS, "busy", "none").inc()
     return json_error(503, "busy", "Too many calls are being placed at once; try again in a few seconds.",
                       headers={"Retry-After": "5"})
 

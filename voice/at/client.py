@@ -37,7 +37,11 @@ class ATError(Exception):
 
 
 class Busy(Exception):
-    """Too many dial-outs are already waiting on AT in this worker."""
+    """Too many requests are already waiting on AT in this worker; `operation` names the one refused."""
+
+    def __init__(self, operation="call"):
+        super().__init__(operation)
+        self.operation = operation
 
 
 class NotConfigured(Exception):
@@ -179,7 +183,7 @@ class VoiceClient:
     def _ask(self, operation, ask):
         """Run one request to AT in a dial-out slot, counted and timed, every failure an ATError."""
         if not self._slots.acquire(blocking=False):
-            raise Busy()
+            raise Busy(operation)
         outcome = "at_error"
         started = time.perf_counter()
         try:
