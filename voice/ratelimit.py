@@ -113,15 +113,18 @@ def per_destination_limit():
 
 
 def count_dialouts(label, numbers):
-    """Count a dial-out to each of `numbers` by the key `label`: one each against the key's limit and each number's.
+    """Count a dial-out to each of `numbers`: one each against each number's limit and, given a key `label`, the key's.
 
+    A browser client's own dial has no key (`label` None): only its destination is counted.
     Every limit is tested before any is counted, so a refused request costs nothing; the
     refusal is a 429 with Retry-After. The counters live in Flask-Limiter's storage, shared by
     every worker (and every host, with Redis).
     """
     strategy, prefix = limiter.limiter, current_app.config["RATELIMIT_KEY_PREFIX"]
-    checks = [(item, ("dialout-per-key", label or "anonymous"), len(numbers), "This key may place at most {item} "
-               "dial-outs (VOICE_RATE_LIMIT_PER_KEY).") for item in parse_many(per_key_limit())]
+    checks = [] if label is None else [
+        (item, ("dialout-per-key", label), len(numbers),
+         "This key may place at most {item} dial-outs (VOICE_RATE_LIMIT_PER_KEY).")
+        for item in parse_many(per_key_limit())]
     checks += [(item, ("dialout-per-destination", number), 1, "This number may be dialled at most {item} "
                 "(VOICE_RATE_LIMIT_PER_DESTINATION).") for number in numbers for item in parse_many(per_destination_limit())]
     for item, identifiers, cost, message in checks:
@@ -130,20 +133,6 @@ def count_dialouts(label, numbers):
             raise TooManyDials(max(1, int(reset - time.time()) + 1), message.format(item=item))
     for item, identifiers, cost, _ in checks:
         strategy.hit(item, prefix, *identifiers, cost=cost)
-
-
-def count_destinations(numbers):
-    """Count one dial-out to each of `numbers` against the per-destination limit alone (a client's own dial)."""
-    strategy, prefix = limiter.limiter, current_app.config["RATELIMIT_KEY_PREFIX"]
-    items = parse_many(per_destination_limit())
-    for number in numbers:
-        for item in items:
-            if not strategy.test(item, prefix, "dialout-per-destination", number):
-                reset = strategy.get_window_stats(item, prefix, "dialout-per-destination", number).reset_time
-                raise TooManyDials(max(1, int(reset - time.time()) + 1), f"This number may be dialled at most {item}.")
-    for number in numbers:
-        for item in items:
-            strategy.hit(item, prefix, "dialout-per-destination", number)
 
 
 class TooManyDials(Exception):

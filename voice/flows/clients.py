@@ -14,7 +14,7 @@ from voice import metrics
 from voice.callbacks import CLIENT_CALLER
 from voice.flows.document import Action
 from voice.phone import CostlyNumber, InvalidPhone, NotAllowed, check_dialable, from_dialled, mask
-from voice.ratelimit import TooManyDials, count_destinations
+from voice.ratelimit import TooManyDials, count_dialouts
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def _dialled(action, fields):
         return Action("Dequeue", attrs={"phoneNumber": number})
     try:
         check_dialable(number, config["ALLOWED_COUNTRY_CODES"])
-        count_destinations([number])
+        count_dialouts(None, [number])  # no key: the destination's limit alone
     except CostlyNumber:
         return _refused("premium_number", client, mask(number))
     except InvalidPhone:
