@@ -86,7 +86,7 @@ class VoiceClient:
                 # The SDK wants a list: a str is iterated character by character.
                 answer = self._service.call(callFrom=self.voice_number, callTo=numbers, timeout=self.timeout)
             else:
-                answer = self._post("/call", {"from": self.voice_number, "to": ",".join(numbers),
+                answer = self._voice("/call", {"from": self.voice_number, "to": ",".join(numbers),
                                               "clientRequestId": client_request_id})
             answer = _as_object(answer)
             _check_entries(answer, every=isinstance(phones, str))
@@ -126,7 +126,7 @@ class VoiceClient:
         does not let us see, so the wrapper posts the SDK's form itself.
         """
         form = {"phoneNumber": phone or self.voice_number, "url": url}
-        answer = self._ask("media", lambda: self._post("/mediaUpload", form, success=201))
+        answer = self._ask("media", lambda: self._voice("/mediaUpload", form, success=201))
         log.info("AT took the media file %s", _short(url.split("?")[0], 120))
         return answer
 
@@ -137,7 +137,7 @@ class VoiceClient:
             form["holdMusicUrl"] = hold_music_url
 
         def ask():
-            answer = _as_object(self._post("/callTransfer", form))
+            answer = _as_object(self._voice("/callTransfer", form))
             outcome = answer.get("callTransferResponse")
             if not isinstance(outcome, dict):
                 raise ATError("at_bad_response", "Africa's Talking answered the transfer without callTransferResponse",
@@ -161,16 +161,7 @@ class VoiceClient:
                 "incoming": incoming, "outgoing": outgoing, "expire": f"{int(expire)}s"}
 
         def ask():
-            response = requests.post(self.webrtc_url + "/capability-token/request", json=body,
-                                     headers=dict(self._service._headers), timeout=self.timeout)
-            if not 200 <= response.status_code < 300:
-                raise AfricasTalkingException(f"HTTP {response.status_code}: {response.text}")
-            try:
-                answer = response.json()
-            except ValueError:
-                raise ATError("at_bad_response", "Africa's Talking answered the token request with a body that is "
-                              "not JSON") from None
-            answer = _as_object(answer)
+            answer = _as_object(self._post(self.webrtc_url + "/capability-token/request", json=body))
             error = answer.get("errorMessage")
             if error not in (None, "None", ""):
                 raise ATError("at_rejected", f"Africa's Talking refused the token: {_short(str(error))}")
@@ -213,14 +204,18 @@ class VoiceClient:
         except requests.RequestException as exc:
             raise ATError("at_unreachable", f"Africa's Talking could not be reached ({type(exc).__name__})") from None
 
-    def _post(self, path, form, success=None):
-        """POST `form` to AT's voice API as the SDK would; the body (a dict when it is JSON, else text).
+    def _voice(self, path, form, success=None):
+        """POST `form` to AT's voice API at `path` as the SDK's own methods do (its base URL, `username` added)."""
+        return self._post(self._service._make_url(path), success=success,
+                          data=dict(form, username=self._service._username))
+
+    def _post(self, url, success=None, **body):
+        """POST to AT with the SDK's credentials and headers (`data=` a form or `json=`); the body, a dict if JSON.
 
         A non-2xx answer (or, given `success`, any other status) raises AfricasTalkingException
         with AT's text, as the SDK does.
         """
-        response = requests.post(self._service._make_url(path), data=dict(form, username=self._service._username),
-                                 headers=dict(self._service._headers), timeout=self.timeout)
+        response = requests.post(url, headers=dict(self._service._headers), timeout=self.timeout, **body)
         if not 200 <= response.status_code < 300 or (success and response.status_code != success):
             raise AfricasTalkingException(f"HTTP {response.status_code}: {response.text}")
         try:
