@@ -124,43 +124,9 @@ def call_with_events(session_id, requested_by=None):
 def stats(args, requested_by=None):
     """Counts by state and hangup cause, answer rate, durations and cost per currency (of `requested_by`'s calls)."""
     since, until = _window(args)
-    answered = sa.or_(Call.answered_at.is_not(None), Call.duration_seconds > 0)
-    finished = Call.state.in_(sorted(FINAL_STATES))
-
-    def scoped(*columns):
-        query = _in_window(sa.select(*columns), since, until)
-        return query if requested_by is None else query.where(Call.requested_by == requested_by)
-
-    def work():
-        run = db.session.execute
-        totals = run(scoped(
-            sa.func.count(Call.id),
-            sa.func.count(Call.id).filter(finished),
-            sa.func.count(Call.id).filter(finished, answered),
-            sa.func.coalesce(sa.func.sum(Call.duration_seconds), 0),
-            sa.func.count(Call.id).filter(Call.duration_seconds > 0),
-        )).one()
-        by_state = run(scoped(Call.state, sa.func.count(Call.id)).group_by(Call.state)).all()
-        by_cause = run(scoped(Call.hangup_cause, sa.func.count(Call.id))
-                       .where(Call.hangup_cause.is_not(None)).group_by(Call.hangup_cause)).all()
-        costs = run(scoped(Call.currency_code, sa.func.sum(Call.amount))
-                    .where(Call.amount.is_not(None)).group_by(Call.currency_code)).all()
-        return totals, by_state, by_cause, costs
-
-    (total, ended, ended_answered, seconds, with_duration), by_state, by_cause, costs = guarded(work)
-    return {
-        "since": _iso(since),
-        "until": _iso(until),
-        "calls": total,
-        "byState": {state or "Unknown": count for state, count in by_state},
-        "byHangupCause": {cause: count for cause, count in by_cause},
-        "finished": ended,
-        "answered": ended_answered,
-        "answerRate": round(ended_answered / ended, 4) if ended else None,
-        "totalDurationSeconds": int(seconds),
-        "averageDurationSeconds": round(int(seconds) / with_duration, 1) if with_duration else None,
-        "costByCurrency": {currency or "Unknown": float(amount) for currency, amount in costs},
-    }
+    figures = _fold(_grouped(since, until, None, requested_by), since, until)
+    del figures["buckets"]
+    return figures
 
 
 def _iso(moment):
@@ -336,16 +302,21 @@ def _bucket(hourly):
 
 
 def _grouped(since, until, hourly, requested_by):
-    """(bucket start, state, hangup cause, currency, calls, answered, seconds, with duration, amount) rows."""
-    if until <= since:
+    """(bucket start, state, hangup cause, currency, calls, answered, seconds, with duration, amount) rows.
+
+    Buckets are hours or days (`hourly` True or False), or one bucket, None, for the whole window.
+    Either end of the window may be open (None).
+    """
+    if since is not None and until is not None and until <= since:
         return []
-    bucket = _bucket(hourly)
+    bucket = sa.null() if hourly is None else _bucket(hourly)
     answered = sa.or_(Call.answered_at.is_not(None), Call.duration_seconds > 0)
+    groups = [Call.state, Call.hangup_cause, Call.currency_code]
     query = _in_window(sa.select(
-        bucket, Call.state, Call.hangup_cause, Call.currency_code, sa.func.count(Call.id),
+        bucket, *groups, sa.func.count(Call.id),
         sa.func.count(Call.id).filter(answered), sa.func.coalesce(sa.func.sum(Call.duration_seconds), 0),
         sa.func.count(Call.id).filter(Call.duration_seconds > 0), sa.func.sum(Call.amount),
-    ), since, until).group_by(bucket, Call.state, Call.hangup_cause, Call.currency_code)
+    ), since, until).group_by(*groups if hourly is None else [bucket, *groups])
     if requested_by is not None:
         query = query.where(Call.requested_by == requested_by)
     rows = guarded(lambda: db.session.execute(query).all())
@@ -354,6 +325,8 @@ def _grouped(since, until, hourly, requested_by):
 
 def _start(value, hourly):
     """A bucket's start as an aware UTC datetime, from PostgreSQL's timestamp or SQLite's text prefix."""
+    if value is None:
+        return None  # the window as one bucket
     if isinstance(value, datetime):
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
     text = value + (":00:00" if hourly else " 00:00:00")
