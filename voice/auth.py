@@ -70,9 +70,9 @@ def key_entry(given):
     return found
 
 
-def role_of(label):
-    """The role of the key labelled `label` now, or None when no key has that label any more."""
-    return next((role for name, _, role in current_app.config["API_KEYS"] if name == label), None)
+def labelled(label):
+    """(key, role) of the key labelled `label` now, or None when no key has that label any more."""
+    return next(((key, role) for name, key, role in current_app.config["API_KEYS"] if name == label), None)
 
 
 def presented_key():

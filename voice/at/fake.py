@@ -39,8 +39,9 @@ TEST_NUMBERS = {
 }
 
 
-# Client names that make the simulated token endpoint fail the way AT's can.
-TEST_CLIENTS = {"fail_401": "http_401", "fail_500": "http_500", "fail_hang": "hang", "fail_error": "error"}
+# Client names that make the simulated token endpoint fail the way AT's can: as the test number named does,
+# or (fail_error) with AT's errorMessage in a 200.
+TEST_CLIENTS = {"fail_401": "+254700000401", "fail_500": "+254700000500", "fail_hang": "+254700000504"}
 
 
 def new_session_id():
@@ -264,15 +265,10 @@ class FakeAT:
     def answer_capability_token(self, form):
         """Status, content type and body for a POST /capability-token/request: a clearly fake token."""
         name = form.get("clientName")
-        failure = TEST_CLIENTS.get(name)
-        if failure == "http_401":
-            return 401, "text/plain", "The supplied authentication is invalid"
-        if failure == "http_500":
-            return 500, "text/plain", "Internal Server Error"
-        if failure == "hang":
-            self._release.wait(self.hang_seconds)
-            return 504, "text/plain", "Gateway Timeout"
-        if failure == "error":
+        failure = self._failure(TEST_CLIENTS.get(name))
+        if failure:
+            return failure
+        if name == "fail_error":
             return 200, "application/json", json.dumps({"errorMessage": "Invalid phoneNumber for this account"})
         if not form.get("username") or not name or not form.get("phoneNumber"):
             return 400, "application/json", json.dumps({"errorMessage": "username, clientName and phoneNumber are required"})

@@ -17,7 +17,7 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import InputRequired, Length
 
 from voice import metrics
-from voice.auth import key_entry, role_of
+from voice.auth import key_entry, labelled
 from voice.console import bp
 from voice.errors import APIError
 from voice.ratelimit import limiter
@@ -116,11 +116,11 @@ def signed_in(*roles):
         @functools.wraps(view)
         def wrapped(*args, **kwargs):
             label = session.get("label")
-            current = next((key for name, key, _ in current_app.config["API_KEYS"] if name == label), None)
-            if not label or current is None or not hmac.compare_digest(session.get("check", ""), _key_check(current)):
+            current = labelled(label) if label else None
+            if current is None or not hmac.compare_digest(session.get("check", ""), _key_check(current[0])):
                 session.clear()
                 return redirect(url_for("console.sign_in", next=request.full_path if request.method == "GET" else None))
-            g.api_key_label, g.api_role = label, role_of(label)
+            g.api_key_label, g.api_role = label, current[1]
             if g.api_role not in roles:
                 metrics.refused("role")
                 raise APIError(403, "forbidden", f"This page needs a key with the {' or '.join(roles)} role; "
