@@ -7,7 +7,7 @@ from dotenv import load_dotenv
 from flask import Flask
 
 from voice import bp as voice_bp
-from voice import access, errors, flows, logs, ops, ratelimit, security, settings
+from voice import access, errors, fields, flows, logs, ops, ratelimit, security, settings
 from voice import console
 from voice.at import client
 from voice.cli import voice_cli
@@ -24,6 +24,7 @@ def create_app(config=None):
         app.config.from_mapping(settings.from_environ(os.environ))
     else:
         app.config.from_mapping(config)
+    app.json = fields.RequestJSON(app)
     app.json.sort_keys = False
 
     logs.configure(app)

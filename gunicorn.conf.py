@@ -31,6 +31,11 @@ keepalive = 5
 errorlog = "-"
 # The app logs one line per request itself, without query strings (they carry the webhook token).
 accesslog = None
+# gunicorn's own lines (a malformed request line it quotes, say) pass through the service's redaction too.
+logger_class = "voice.logs.GunicornLogger"
+# gunicorn would believe X-Forwarded-Proto and the like from loopback by default; the app alone decides,
+# trusting exactly VOICE_TRUSTED_PROXIES hops (werkzeug's ProxyFix), so gunicorn trusts no one.
+forwarded_allow_ips = ""
 # gunicorn 27's control socket lives at one path per user: two instances on a host (tests,
 # benchmarks, a second deployment) would fight over it, and nothing here uses it.
 control_socket_disable = True

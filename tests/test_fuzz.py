@@ -29,7 +29,7 @@ ROUTES = [
 ]
 FIELDS = ["clientName", "incoming", "outgoing", "expire", "clientDialedNumber", "phone", "url", "callLeg", "holdMusicUrl", "clientRequestId", "callTransferState", "sessionId", "isActive", "dtmfDigits", "callSessionState", "eventType", "durationInSeconds",
           "amount", "currencyCode", "callStartTime", "direction", "callerNumber", "recordingUrl", "since", "until",
-          "limit", "cursor", "state", "token"]
+          "limit", "cursor", "state", "token", "queueDurationInSeconds", "dequeueTime", "attempt", "step", "input"]
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +37,23 @@ def fuzz_client(module_app):
     return module_app.test_client()
 
 
+# Besides random text: the extremes that once cost seconds or a 500 (huge exponents and integers, dates at the
+# calendar's ends with offsets, a cursor naming a 29-digit id).
+EXTREMES = ["1e400000", "-1e-400000", "9" * 29, "9" * 4400, "Infinity", "²", "9999-12-31T23:59:59-23:59",
+            "0001-01-01T00:00:00+14:00", "9999-12-31 23:59:59", "djE6OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk"]
 values = st.one_of(st.text(max_size=40), st.sampled_from(["", "0", "1", "None", "+254712345678", "ATVId_fuzz",
-                                                          "2026-11-27T08:00:00Z", "-1", "1e309", "NaN", "#", "%"]))
+                                                          "2026-11-27T08:00:00Z", "-1", "1e309", "NaN", "#", "%",
+                                                          *EXTREMES]))
 queries = st.lists(st.tuples(st.sampled_from(FIELDS), values), max_size=3)
 bodies = st.one_of(
     st.binary(max_size=300),
     st.dictionaries(st.sampled_from(FIELDS), values, max_size=8).map(
         lambda d: "&".join(f"{quote(k)}={quote(v, safe='')}" for k, v in d.items()).encode()),
-    st.dictionaries(st.sampled_from(FIELDS), st.one_of(values, st.integers(), st.none(), st.booleans()),
+    st.dictionaries(st.sampled_from(FIELDS), st.one_of(values, st.integers(), st.none(), st.booleans(),
+                                                      st.sampled_from([10 ** 400, -(10 ** 30), 1e308])),
                     max_size=5).map(lambda d: __import__("json").dumps(d).encode()),
+    st.sampled_from([1000, 65000]).map(lambda depth: b"[" * depth),  # nested past the parser's recursion limit
+    st.sampled_from([1000, 7000]).map(lambda depth: b'{"phone":' * depth),
 )
 content_types = st.sampled_from([None, "application/x-www-form-urlencoded", "application/json", "text/plain",
                                  "multipart/form-data", "application/json; charset=latin-1", "application/xml"])

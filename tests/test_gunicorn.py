@@ -65,3 +65,26 @@ def test_a_stalled_at_does_not_starve_the_webhooks(service):
     assert answered_in < 3, f"instruct waited {answered_in:.2f}s behind stalled dial-outs"
     assert set(statuses) <= {500, 503}
     assert 503 in statuses, "dial-outs beyond the in-flight cap must be refused, not queued"
+
+
+@pytest.mark.parametrize("headers", [
+    {"X-Forwarded-Proto": "https"}, {"X-Forwarded-Ssl": "on"}, {"X-Forwarded-Protocol": "ssl"},
+    {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example"},
+])
+def test_gunicorn_believes_no_forwarded_header_without_trusted_proxies(service, headers):
+    """VOICE_TRUSTED_PROXIES=0 (the default) means no hop is believed, by gunicorn from loopback either."""
+    base, _ = service
+    menu = requests.post(f"{base}/voice/instruct?token={WEBHOOK_TOKEN}", headers=headers, timeout=5,
+                         data={"sessionId": "ATVId_fwd", "isActive": "1", "callerNumber": "+254712345678"})
+    callback = ET.fromstring(menu.content).find("GetDigits").get("callbackUrl")
+    assert callback.startswith(base + "/voice/instruct?")
+    assert menu.headers["Cache-Control"] == "no-store"  # the XML carries the webhook token
+
+
+@pytest.mark.parametrize("host", ["", "evil example", "a/b", "x" * 300, "host:99999999", "[::1"])
+def test_a_host_header_that_is_no_host_name_is_refused(service, host):
+    base, _ = service
+    for path in ("/voice/", f"/voice/instruct?token={WEBHOOK_TOKEN}"):
+        answer = requests.post(base + path, headers={"Host": host}, data={"sessionId": "ATVId_host", "isActive": "1"},
+                               timeout=5)
+        assert answer.status_code == 400 and answer.json()["error"] == "bad_host"

@@ -251,8 +251,9 @@ def test_start_up_warns_about_each_protection_left_off(config, caplog):
     caplog.set_level(logging.WARNING)
     create_app(dict(config, TESTING=False, VOICE_WEBHOOK_TOKEN="", VOICE_ALLOWED_COUNTRY_CODES=""))
     assert "VOICE_WEBHOOK_TOKEN" in caplog.text and "VOICE_ALLOWED_COUNTRY_CODES" in caplog.text
+    assert "VOICE_PUBLIC_URL" in caplog.text  # live, so callback URLs would follow the Host header
     caplog.clear()
-    create_app(dict(config, TESTING=False, VOICE_ALLOWED_COUNTRY_CODES="254"))
+    create_app(dict(config, TESTING=False, VOICE_ALLOWED_COUNTRY_CODES="254", VOICE_PUBLIC_URL="https://voice.example"))
     assert caplog.text == ""
 
 
@@ -271,3 +272,71 @@ def test_logs_hold_no_key_no_token_no_whole_number(make_app, caplog):
     assert caplog.records
     for secret in (API_KEY, "ops-secret-key-77", "wrong-key-guess", WEBHOOK_TOKEN, "wrong-token-guess", number):
         assert secret not in text
+
+
+# What a probe found: each fault's class
+
+def test_a_dialer_cannot_tell_another_keys_live_call_from_an_unknown_or_ended_one(make_app, fake_at):
+    client = make_app(VOICE_API_KEYS="a:dialer-a-key-0123:dialer,b:dialer-b-key-0123:dialer").test_client()
+    owner, other = {"X-API-Key": "dialer-a-key-0123"}, {"X-API-Key": "dialer-b-key-0123"}
+    live, ended = (dial(client, phone, owner).json["response"]["entries"][0]["sessionId"]
+                   for phone in ("254712345678", "254712345679"))
+    assert client.post(EVENTS, data=dict(OUTBOUND, sessionId=live, callSessionState="Answered")).data == b"OK"
+    assert client.post(EVENTS, data=dict(OUTBOUND, sessionId=ended, isActive="0")).data == b"OK"
+    answers = set()
+    for session in (live, ended, "ATVId_unknown00000"):
+        response = client.post(f"/voice/calls/{session}/transfer", data={"phone": "254712000001"}, headers=other)
+        answers.add((response.status_code, response.json["error"], response.json["message"].replace(session, "ID")))
+    assert len(answers) == 1 and answers.pop()[0] == 409
+    assert client.post(f"/voice/calls/{live}/transfer", data={"phone": "254712000001"},
+                       headers=owner).json.get("error") != "call_not_in_progress"
+
+
+@pytest.mark.parametrize("host, status", [
+    ("localhost", 200), ("localhost:8000", 200), ("voice.example.com", 200), ("127.0.0.1:8000", 200),
+    ("[::1]:8000", 200), ("voice_app:8000", 200),
+    ("", 400), ("evil example", 400), ("a/b", 400), ("a@b", 400), ("host:99999999", 400), ("x" * 300, 400),
+])
+def test_a_host_header_must_be_a_host_name(client, host, status):
+    for path, data in (("/voice/", None), (INSTRUCT, OUTBOUND), (EVENTS, OUTBOUND)):
+        response = client.open(path, method="POST" if data else "GET", data=data, headers={"Host": host})
+        assert (response.status_code == 400) == (status == 400), (path, host, response.status_code)
+        if status == 400:
+            assert response.json["error"] == "bad_host"
+
+
+def test_the_call_flow_xml_is_never_cached(client):
+    response = client.post(INSTRUCT, data=OUTBOUND)
+    assert "token=" in response.get_data(as_text=True)
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_a_client_of_another_at_username_is_a_plain_caller(client):
+    form = {"sessionId": "ATVId_other_user", "isActive": "1", "direction": "Inbound", "callerNumber": "anyone.jonah",
+            "destinationNumber": "+254711000000", "callSessionState": "Ringing", "clientDialedNumber": "254702332796"}
+    response = ET.fromstring(client.post(INSTRUCT, data=form).data)
+    assert response.find("Dial") is None and response.find("GetDigits") is not None  # the welcome menu
+    call = client.get("/voice/calls/ATVId_other_user", headers=KEY).json
+    assert call["call"]["clientName"] is None
+    assert any("another AT username" in problem for problem in call["events"][-1]["problems"])
+
+
+@pytest.mark.parametrize("direction", [None, "", "None", "Sideways"])
+def test_a_callback_without_inbound_must_be_ours_when_verifying(make_app, direction):
+    client = make_app(VOICE_VERIFY_SESSIONS=True).test_client()
+    form = {key: value for key, value in OUTBOUND.items() if key != "direction"}
+    if direction is not None:
+        form["direction"] = direction
+    assert client.post(EVENTS, data=form).status_code == 403
+    assert client.post(INSTRUCT, data=form).status_code == 403
+
+
+def test_wrong_keys_are_limited_per_address(make_app, fake_at):
+    client = make_app(VOICE_BAD_KEY_LIMIT="3 per minute").test_client()
+    guesses = [client.get("/voice/calls", headers={"X-API-Key": f"guess-{n}"}).status_code for n in range(4)]
+    assert guesses == [401, 401, 401, 429]
+    # Past the limit, no key from that address is tried, the right one included...
+    refused = client.get("/voice/calls", headers=KEY)
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    # ...while another address goes on.
+    assert client.get("/voice/calls", headers=KEY, environ_base={"REMOTE_ADDR": "10.1.2.3"}).status_code == 200

@@ -9,6 +9,7 @@ from flask import current_app, g, request
 
 from voice import metrics
 from voice.errors import APIError
+from voice.ratelimit import check_key_guesses, count_key_guess
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +128,11 @@ def authenticate(hint=""):
         metrics.refused("bad_key")
         raise APIError(401, "unauthorized", "Send your API key as 'X-API-Key: <key>' or 'Authorization: Bearer <key>'"
                        + (hint or "."), headers={"WWW-Authenticate": "Bearer"})
+    address = request.remote_addr or "-"
+    check_key_guesses(address)
     entry = key_entry(given)
     if entry is None:
+        count_key_guess(address)
         metrics.refused("bad_key")
         log.warning("%s %s refused: wrong API key (from %s)", request.method, request.path, request.remote_addr)
         raise APIError(401, "unauthorized", "The API key is not valid" + (hint or "."),

@@ -7,8 +7,10 @@ into one call state.
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from datetime import datetime
+from decimal import Decimal
+
+from voice import shapes
 
 # The spec's eventType values, as the callSessionState AT really sends.
 EVENT_TYPE_STATES = {
@@ -37,6 +39,9 @@ STATE_RANKS = {
 FINAL_STATES = {name for name, rank in STATE_RANKS.items() if rank == 9}
 
 MAX_TEXT = 255
+MAX_SECONDS = 10 * 24 * 3600  # no count of seconds AT sends (a call, a queue wait) is longer
+MAX_AMOUNT = Decimal(10) ** 9
+_PLUS_FOR_SPACE = re.compile(r"^\d{4}-\d\d-\d\d\+")
 MAX_URL = 2048
 _SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_.:\-]+$")
 SESSION_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
@@ -92,8 +97,8 @@ class Notification:
         return not self.is_active or self.state in FINAL_STATES
 
 
-def parse_request(request):
-    """Read the notification a webhook request carries, after checking its shape."""
+def parse_request(request, username=None):
+    """Read the notification a webhook request carries, after checking its shape; `username` is our AT username."""
     if request.content_length and request.mimetype not in FORM_TYPES:
         raise Malformed(f"the body must be a form ({FORM_TYPES[0]}), not {request.mimetype or 'untyped'}", 415)
     form = request.form
@@ -104,11 +109,14 @@ def parse_request(request):
             raise Malformed(f"{name[:40]} is given more than once")
         if len(values[0]) > MAX_FIELD or len(name) > 100:
             raise Malformed(f"{name[:40]} is longer than {MAX_FIELD} characters")
-    return parse(form)
+    return parse(form, username)
 
 
-def parse(form):
-    """Read an AT notification from form fields; raise Malformed without a usable sessionId."""
+def parse(form, username=None):
+    """Read an AT notification from form fields; raise Malformed without a usable sessionId.
+
+    A caller `<username>.<name>` is our browser or app client `name` only when `username` is our AT username.
+    """
     # A plain dict: a missing key in werkzeug's MultiDict costs an exception, and most fields are absent.
     form = dict(form.items())
     session_id = (form.get("sessionId") or "").strip()
@@ -144,6 +152,9 @@ def parse(form):
     # A call from a browser or app client (AT's WebRTC SDK): callerNumber is `<AT username>.<client
     # name>`, and clientDialedNumber is what the agent typed, as typed.
     client = CLIENT_CALLER.fullmatch(note.caller or "")
+    if client and client.group(1) != username:
+        problems.append("callerNumber names a client of another AT username")
+        client = None
     note.client_name = client.group(2) if client else None
     note.client_dialed = _dialled(form.get("clientDialedNumber"), problems)
     return note
@@ -217,27 +228,18 @@ def _integer(form, name, problems):
     value = form.get(name)
     if _blank(value):
         return None
-    try:
-        number = int(Decimal(value.strip()))
-    except (InvalidOperation, ValueError, OverflowError):
-        problems.append(f"{name} is not a number")
-        return None
-    if not 0 <= number <= 10 * 24 * 3600:
-        problems.append(f"{name} is out of range")
-        return None
+    number = shapes.whole(value, 0, MAX_SECONDS)
+    if number is None:
+        problems.append(f"{name} is not a count of seconds up to {MAX_SECONDS}")
     return number
 
 
 def _amount(value, problems):
     if _blank(value):
         return None
-    try:
-        amount = Decimal(value.strip())
-    except InvalidOperation:
-        problems.append("amount is not a number")
-        return None
-    if not amount.is_finite() or not Decimal(0) <= amount < Decimal(10) ** 9:
-        problems.append("amount is out of range")
+    amount = shapes.decimal(value, Decimal(0), MAX_AMOUNT)
+    if amount is None:
+        problems.append("amount is not a plain amount from 0 to 10^9")
         return None
     return amount.quantize(Decimal("0.0001"))
 
@@ -279,15 +281,13 @@ def _matching(value, pattern, problem, problems):
 
 
 def _timestamp(value, problems, name):
-    """AT's `YYYY-MM-DD HH:MM:SS` (UTC assumed), ISO 8601, or its literal `None`."""
+    """AT's `YYYY-MM-DD HH:MM:SS` (UTC assumed; seen with `+` for the space), ISO 8601, or its literal `None`."""
     if _blank(value):
         return None
-    text = value.strip().replace("+", " ", 1) if re.match(r"^\d{4}-\d\d-\d\d\+", value.strip()) else value.strip()
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        problems.append(f"{name} is not a timestamp")
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+    text = value.strip()
+    if _PLUS_FOR_SPACE.match(text):
+        text = text.replace("+", " ", 1)
+    moment = shapes.moment(text)
+    if moment is None:
+        problems.append(f"{name} is not a timestamp from {shapes.FIRST_YEAR} to {shapes.LAST_YEAR}")
+    return moment

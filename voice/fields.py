@@ -3,7 +3,9 @@
 import re
 
 from flask import request
+from flask.json.provider import DefaultJSONProvider
 
+from voice import shapes
 from voice.callbacks import CLIENT_REQUEST_ID, FORM_TYPES
 from voice.errors import APIError
 
@@ -11,6 +13,17 @@ MAX_FIELD = 64
 MAX_NUMBERS = 10
 MAX_URL = 2048
 AUDIO_URL = re.compile(r"^https?://[^\s/?#]+[^\s?#]*\.(mp3|wav)(\?[^\s#]*)?$", re.IGNORECASE)
+
+
+class RequestJSON(DefaultJSONProvider):
+    """Flask's JSON, where a body nested too deeply for the parser is a malformed body (400), not a crash."""
+
+    def loads(self, s, **kwargs):
+        """Parse JSON; a RecursionError becomes the ValueError Flask answers 400 for."""
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("the JSON is nested too deeply") from None
 
 
 def _values(name):
@@ -84,9 +97,10 @@ def integer(name, default, low, high):
     value = text(name)
     if value is None or not value.strip():
         return default
-    if not value.strip().isdigit() or not low <= int(value) <= high:
-        raise APIError(400, "bad_field", f"{name} must be a whole number from {low} to {high}.")
-    return int(value)
+    try:
+        return shapes.counted(name, value, low, high)
+    except shapes.BadValue as exc:
+        raise APIError(400, "bad_field", f"{exc}.") from None
 
 
 def audio_url(name, required=False):

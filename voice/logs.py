@@ -1,10 +1,18 @@
-"""The service's logs: one line per record, as text or as JSON (LOG_FORMAT), each with its request's id."""
+"""The service's logs: one line per record, as text or as JSON (LOG_FORMAT), each with its request's id and no secret.
+
+Every handler the service or gunicorn writes through carries `Redact`: whatever a log call or a
+library put in a line (a key in a refused sign-in, a token in a malformed request line that
+gunicorn quotes, a password in a URL, a whole phone number), it leaves the process masked.
+"""
 
 import logging
+import re
 
+from gunicorn.glogging import Logger as GunicornBaseLogger
 from pythonjsonlogger.json import JsonFormatter
 
 from voice.access import request_id
+from voice.phone import mask
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(process)d"
@@ -17,6 +25,84 @@ class RequestId(logging.Filter):
     def filter(self, record):
         record.request_id = request_id.get() or "-"
         return True
+
+
+# The configured secrets (API keys, the webhook token, AT's key, SECRET_KEY), set by configure(); a secret shorter
+# than this is not looked for, as it would mask common words.
+_secrets = []
+MIN_SECRET = 8
+_PATTERNS = (
+    # token=..., key=..., password=... in a query string or a form, quoted or not
+    (re.compile(r"(?i)\b((?:token|api[_-]?key|key|password|secret|signature)=)[^&\s'\"]+"), r"\1[redacted]"),
+    # X-API-Key and Authorization header values, as a header line or as a quoted pair
+    (re.compile(r"(?i)\b(x-api-key|authorization)(['\"]?\s*[:,=]\s*['\"]?)(?:bearer\s+)?[^\s'\",]+"),
+     r"\1\2[redacted]"),
+    # credentials in a URL: scheme://user:password@host
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@'\"]+@"), r"\1[redacted]@"),
+)
+# A whole phone number: 9 to 15 digits, with an optional +, standing alone (not part of an id or a word).
+_PHONE = re.compile(r"(?<![\w.+*])\+?[0-9]{9,15}(?![\w.*])")
+
+
+# Cheap looks that tell whether a pattern could match at all: most lines (the access line of every callback)
+# hold none of these, and are passed on after a few substring tests instead of four regular expressions.
+_HINTS = (("token=", "key=", "password=", "secret=", "signature="), ("x-api-key", "authorization"), ("://",))
+_NINE_DIGITS = re.compile(r"[0-9]{9}")
+
+
+def redact(text):
+    """`text` with configured secrets, tokens, keys, URL passwords and whole phone numbers masked."""
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, "[redacted]")
+    lowered = text.lower()
+    for (pattern, replacement), hints in zip(_PATTERNS, _HINTS):
+        if any(hint in lowered for hint in hints):
+            text = pattern.sub(replacement, text)
+    if _NINE_DIGITS.search(text):
+        text = _PHONE.sub(lambda found: mask(found.group(0)), text)
+    return text
+
+
+class Redact(logging.Filter):
+    """Mask secrets and whole numbers in a record's message and traceback, whoever logged it."""
+
+    def filter(self, record):
+        try:
+            message = record.getMessage()
+        except Exception:  # a log call with wrong arguments: keep the template, never the arguments
+            message = str(record.msg)
+        cleaned = redact(message)
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, None
+        if record.exc_info:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+REDACT = Redact()
+
+
+def remember_secrets(config):
+    """Look for the configured secrets (every API key, the webhook token, AT's key, SECRET_KEY) in every line."""
+    values = [key for _, key, _ in config.get("API_KEYS") or []]
+    values += [str(config.get(name) or "") for name in ("VOICE_API_KEY", "VOICE_WEBHOOK_TOKEN", "AT_API_KEY",
+                                                        "SECRET_KEY")]
+    _secrets[:] = sorted({value for value in values if len(value) >= MIN_SECRET}, key=len, reverse=True)
+
+
+class GunicornLogger(GunicornBaseLogger):
+    """gunicorn's own logger, with the service's redaction on its error and access handlers."""
+
+    def setup(self, cfg):
+        """Set up gunicorn's handlers as it does, then make each of them redact."""
+        super().setup(cfg)
+        for handler in self.error_log.handlers + self.access_log.handlers:
+            if REDACT not in handler.filters:
+                handler.addFilter(REDACT)
 
 
 def json_formatter():
@@ -39,4 +125,8 @@ def configure(app):
             handler.addFilter(RequestId())
         if not ours:
             root.addHandler(handler)
+    # Whoever handles the records (ours, a test runner's, gunicorn's), each passes through the redaction.
+    for handler in root.handlers + logging.getLogger("gunicorn.error").handlers:
+        if REDACT not in handler.filters:
+            handler.addFilter(REDACT)
     logging.getLogger("voice").setLevel(app.config["LOG_LEVEL"].upper())

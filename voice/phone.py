@@ -12,10 +12,12 @@ class InvalidPhone(ValueError):
 
 
 def normalise(raw):
-    """Return `raw` as `+` and 7 to 15 digits, or raise InvalidPhone saying why.
+    """Return `raw` in libphonenumber's canonical E.164 form (`+` and 7 to 15 digits), or raise InvalidPhone saying why.
 
-    A `+` sent unencoded in a query string arrives as a space, so a leading space is
-    taken as the `+`; spaces, dashes, dots and parentheses are ignored.
+    A `+` sent unencoded in a query string arrives as a space, so a leading space is taken as
+    the `+`; spaces, dashes, dots and parentheses are ignored. A trunk prefix written after the
+    country code (`+2540712...`, `+44 07400...`, `+7 8912...`) is dropped, so one number has one
+    form wherever it is counted, deduplicated, stored, searched or dialled.
     """
     if raw is None or not str(raw).strip():
         raise InvalidPhone("phone is required, in international format, e.g. 254712345678")
@@ -27,7 +29,14 @@ def normalise(raw):
         raise InvalidPhone(f"phone must have 7 to 15 digits (E.164), not {len(digits)}")
     if digits.startswith("0"):
         raise InvalidPhone("phone must start with its country code (e.g. 254...), not a trunk 0")
-    return "+" + digits
+    try:
+        parsed = phonenumbers.parse("+" + digits)
+    except phonenumbers.NumberParseException:
+        raise InvalidPhone("phone does not start with a country calling code") from None
+    canonical = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    if not 8 <= len(canonical) <= 16:
+        raise InvalidPhone("phone has too few digits after its country code")
+    return canonical
 
 
 def from_dialled(raw, country_code):

@@ -135,8 +135,31 @@ def count_dialouts(label, numbers):
         strategy.hit(item, prefix, *identifiers, cost=cost)
 
 
+def _key_guess_limit():
+    return parse_many(current_app.config["VOICE_BAD_KEY_LIMIT"])[0]
+
+
+def check_key_guesses(address):
+    """Raise TooManyDials (a 429) while `address` has sent more wrong API keys than VOICE_BAD_KEY_LIMIT allows.
+
+    Checked before the key is compared, so once over the limit no key from that address is tried,
+    a right one included, until the window ends: guessing costs a window per few tries.
+    """
+    strategy, item = limiter.limiter, _key_guess_limit()
+    prefix = current_app.config["RATELIMIT_KEY_PREFIX"]
+    if not strategy.test(item, prefix, "bad-key", address):
+        reset = strategy.get_window_stats(item, prefix, "bad-key", address).reset_time
+        raise TooManyDials(max(1, int(reset - time.time()) + 1),
+                           f"Too many wrong API keys from this address: at most {item} (VOICE_BAD_KEY_LIMIT).")
+
+
+def count_key_guess(address):
+    """Count one wrong API key sent from `address`."""
+    limiter.limiter.hit(_key_guess_limit(), current_app.config["RATELIMIT_KEY_PREFIX"], "bad-key", address)
+
+
 class TooManyDials(Exception):
-    """A destination's dial-out limit is used up; `retry_after` in seconds."""
+    """A limit is used up (a key's or a destination's dial-outs, an address's wrong keys); `retry_after` in seconds."""
 
     def __init__(self, retry_after, message):
         super().__init__(message)
@@ -145,7 +168,7 @@ class TooManyDials(Exception):
 
 def init_app(app):
     """Point Flask-Limiter at the configured storage, or the shared SQLite file by default."""
-    for name in ("VOICE_RATE_LIMIT_PER_KEY", "VOICE_RATE_LIMIT_PER_DESTINATION"):
+    for name in ("VOICE_RATE_LIMIT_PER_KEY", "VOICE_RATE_LIMIT_PER_DESTINATION", "VOICE_BAD_KEY_LIMIT"):
         try:
             parse_many(app.config[name])
         except ValueError:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from flask import current_app, g, request, send_from_directory
 
-from voice import bp, callbacks, dialout, fields, metrics
+from voice import bp, callbacks, dialout, fields, metrics, shapes
 from voice.flows import ivr
 from voice.flows.clients import client_address
 from voice.flows.document import CLIENT_NAME
@@ -83,10 +83,9 @@ def transfer_target(view):
             raise APIError(400, "bad_field", "callLeg must be caller or callee.")
         g.transfer = {"phoneNumber": g.dial_numbers[0], "callLeg": leg, "holdMusicUrl": fields.audio_url("holdMusicUrl")}
         call = records.call_in_progress(session_id) if callbacks.SESSION_ID.fullmatch(session_id) else None
-        if call is not None and scoped_label() not in (None, call.requested_by):
-            # A dialer's own calls only; another's is as good as unknown to it.
-            raise APIError(404, "not_found", f"No call with sessionId {session_id[:128]!r} is recorded.")
-        if call is None:
+        # A dialer's own calls only: another key's live call answers exactly as an unknown or ended one,
+        # so a dialer cannot tell which ids are live.
+        if call is None or scoped_label() not in (None, call.requested_by):
             raise APIError(409, "call_not_in_progress",
                            f"No call in progress has sessionId {session_id[:128]!r}: only a live call can be transferred.")
         return view(session_id, *args, **kwargs)
@@ -184,10 +183,8 @@ def ours(raw):
 
 
 def _count(value):
-    try:
-        return max(0, int(value))
-    except (TypeError, ValueError):
-        return 0
+    """A count in AT's answer (a string or a JSON number), 0 when it is not a plain one."""
+    return shapes.whole(value if isinstance(value, str) else str(value), 0, 10 ** 9) or 0
 
 
 @bp.post("/instruct")
@@ -197,7 +194,7 @@ def instruct():
     """Answer AT's voice callback with the next call-flow XML, or note the call's end."""
     req = request._get_current_object()  # read once: every lookup through the proxy costs
     try:
-        note = callbacks.parse_request(req)
+        note = callbacks.parse_request(req, current_app.config["AT_USERNAME"])
     except callbacks.Malformed as exc:
         log.warning("instruct request malformed: %s; answered with the apology", exc)
         return apology(exc.status)
@@ -227,7 +224,7 @@ def events():
     """Take one of AT's call event notifications."""
     req = request._get_current_object()
     try:
-        note = callbacks.parse_request(req)
+        note = callbacks.parse_request(req, current_app.config["AT_USERNAME"])
     except callbacks.Malformed as exc:
         raise APIError(exc.status, "bad_event", str(exc)) from None
     _note_for_log(req, note)
@@ -265,7 +262,8 @@ def call_detail(session_id):
 
 def _record(app, req, note, source):
     """Store the notification; a duplicate is noted on the log line."""
-    if app.config["VOICE_VERIFY_SESSIONS"] and note.direction == "Outbound":
+    # Only AT's inbound calls can be new to us: a callback that does not say Inbound must be one we placed.
+    if app.config["VOICE_VERIFY_SESSIONS"] and note.direction != "Inbound":
         if not records.placed_by_us(note.session_id):
             metrics.refused("unknown_session")
             log.warning("%s refused: outbound session %s was not placed by this service (from %s)",

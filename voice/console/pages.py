@@ -2,6 +2,7 @@
 
 import logging
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from flask import current_app, flash, g, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
@@ -93,7 +94,9 @@ def overview():
 def flow():
     """The deployed call flow: a diagram of its steps, and what `voice flow check` says of its file now."""
     deployed = current_app.extensions["voice_flow"]
-    return render_template("console/flow.html", flow=deployed, steps=diagram.step_rows(deployed),
+    # Where the file lies on the host is the operator's business: other roles see its name alone.
+    source = deployed.source if g.api_role == "admin" else Path(deployed.source).name
+    return render_template("console/flow.html", flow=deployed, source=source, steps=diagram.step_rows(deployed),
                            problems=diagram.check_file(current_app.config["VOICE_FLOW_FILE"]),
                            drawable=diagram.available())
 

@@ -4,6 +4,7 @@ import functools
 import hashlib
 import hmac
 import logging
+import re
 from datetime import timedelta
 
 from flask import (current_app, g, has_request_context, redirect, render_template, request, session,
@@ -21,6 +22,7 @@ from voice.auth import key_entry, labelled
 from voice.console import bp
 from voice.errors import APIError
 from voice.ratelimit import limiter
+from voice.store import sessions
 
 log = logging.getLogger(__name__)
 csrf = CSRFProtect()
@@ -74,7 +76,8 @@ def _console_checks():
 @bp.after_request
 def _console_headers(response):
     """A strict Content-Security-Policy, no framing, no caching of pages holding call data."""
-    response.headers["Content-Security-Policy"] = CSP
+    # A view that sets its own policy (the flow's SVG) keeps it.
+    response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Referrer-Policy"] = "same-origin"
     response.headers["Cache-Control"] = "no-store"
@@ -117,7 +120,8 @@ def signed_in(*roles):
         def wrapped(*args, **kwargs):
             label = session.get("label")
             current = labelled(label) if label else None
-            if current is None or not hmac.compare_digest(session.get("check", ""), _key_check(current[0])):
+            if (current is None or not hmac.compare_digest(session.get("check", ""), _key_check(current[0]))
+                    or not sessions.is_open(session.get("sid"), label)):
                 session.clear()
                 return redirect(url_for("console.sign_in", next=request.full_path if request.method == "GET" else None))
             g.api_key_label, g.api_role = label, current[1]
@@ -130,6 +134,18 @@ def signed_in(*roles):
         return wrapped
 
     return decorate
+
+
+# A path of the console itself: no scheme, host, backslash, control character or `..`, so a redirect to it
+# can neither leave the site nor break the Location header.
+_CONSOLE_PATH = re.compile(r"/voice/console/[A-Za-z0-9_./?=&%+:@~!$'()*,;-]{0,500}")
+
+
+def console_path(target):
+    """`target` when it is a path of the console that is safe to redirect to, else None."""
+    if not isinstance(target, str) or not _CONSOLE_PATH.fullmatch(target) or "/../" in target or "//" in target:
+        return None
+    return target
 
 
 def _signin_limit():
@@ -147,15 +163,15 @@ def sign_in():
         if entry is not None and hmac.compare_digest(entry[0].encode(), form.label.data.strip().encode()):
             session.clear()
             session.permanent = True
-            session.update(label=entry[0], check=_key_check(form.key.data))
+            session_id = sessions.start(entry[0], current_app.permanent_session_lifetime)
+            session.update(label=entry[0], check=_key_check(form.key.data), sid=session_id)
             log.info("console: %s signed in (%s) from %s", entry[0], entry[1], request.remote_addr)
-            target = request.args.get("next") or ""
-            # Only a path of the console itself, never another site.
-            if not target.startswith("/voice/console/") or target.startswith("//"):
-                target = url_for("console.calls")
-            return redirect(target)
+            return redirect(console_path(request.args.get("next")) or url_for("console.calls"))
         metrics.refused("bad_key")
-        log.warning("console: sign-in refused for label %r from %s", form.label.data[:64], request.remote_addr)
+        # The label field is where a key pasted in the wrong box lands: name it only when it is a label.
+        given = form.label.data.strip()
+        shown = repr(given) if labelled(given) is not None else "(not a configured label)"
+        log.warning("console: sign-in refused for label %s from %s", shown, request.remote_addr)
         error = "That label and key do not match a key of this service."
     elif request.method == "POST":
         error = "Give the key's label and the key."
@@ -165,8 +181,9 @@ def sign_in():
 @bp.post("/sign-out")
 def sign_out():
     """End the session."""
-    label = session.get("label")
+    label, session_id = session.get("label"), session.get("sid")
     session.clear()
+    sessions.end(session_id)
     if label:
         log.info("console: %s signed out", label)
     return redirect(url_for("console.sign_in"))

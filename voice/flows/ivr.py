@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 from flask import current_app, url_for
 
+from voice import shapes
 from voice.flows import clients, voicexml
 from voice.flows.document import Action, FlowError, check_python_result
 
@@ -92,7 +93,7 @@ def _play(flow, step, fields):
 
 
 def _attempt(raw):
-    return int(raw) if raw and raw.isdigit() and 0 < int(raw) <= MAX_ATTEMPT else 1
+    return shapes.whole(raw, 1, MAX_ATTEMPT) or 1
 
 
 def _retry_or_fail(flow, step, attempt, notice, fields):

@@ -8,12 +8,14 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 
 from voice.callbacks import FINAL_STATES
+from voice import shapes
 from voice.store.db import db, guarded
 from voice.phone import InvalidPhone, normalise
 from voice.store.records import Call, Event
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+MAX_ID = 2 ** 63 - 1  # the largest id either database stores
 
 
 class BadFilter(ValueError):
@@ -23,12 +25,9 @@ class BadFilter(ValueError):
 def parse_time(name, value):
     """An ISO 8601 query parameter as an aware UTC datetime (naive values are taken as UTC)."""
     try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise BadFilter(f"{name} must be an ISO 8601 date or time, e.g. 2026-11-27T08:00:00Z") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+        return shapes.when(name, value)
+    except shapes.BadValue as exc:
+        raise BadFilter(str(exc)) from None
 
 
 def _window(args):
@@ -58,9 +57,9 @@ def decode_cursor(cursor):
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         version, _, number = text.partition(":")
-        if version != "v1" or not number.isdigit():
+        if version != "v1":
             raise ValueError
-        return int(number)
+        return shapes.counted("cursor", number, 1, MAX_ID)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise BadFilter("cursor is not one this API gave out; use the 'next' value of a previous page") from None
 
@@ -101,9 +100,10 @@ def list_calls(args, requested_by=None):
 def _limit(raw):
     if raw is None or raw == "":
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise BadFilter(f"limit must be a whole number from 1 to {MAX_LIMIT}")
-    return int(raw)
+    try:
+        return shapes.counted("limit", raw, 1, MAX_LIMIT)
+    except shapes.BadValue as exc:
+        raise BadFilter(str(exc)) from None
 
 
 def call_with_events(session_id, requested_by=None):

@@ -1,0 +1,67 @@
+"""One number, one form: every place that dials, counts, deduplicates, stores or searches a number sees E.164.
+
+A trunk zero after the country code (`2540712...`) is the same number as `254712...`; each place
+below is walked with both forms and must treat them as one.
+"""
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from tests.conftest import API_KEY, WEBHOOK_TOKEN
+from tests.test_voice_api import live_call, make_live, sent
+
+KEY = {"X-API-Key": API_KEY}
+INSTRUCT = f"/voice/instruct?token={WEBHOOK_TOKEN}"
+TRUNK, CANONICAL = "2540712345695", "+254712345695"
+
+
+def test_a_dial_out_sends_at_the_canonical_number(client, fake_at):
+    response = client.post("/voice/invoke-call", data={"phone": TRUNK}, headers=KEY)
+    assert response.status_code == 200
+    assert sent(fake_at, "/call")[-1]["to"] == CANONICAL
+
+
+def test_both_forms_in_one_list_are_one_number(client, fake_at):
+    response = client.post("/voice/invoke-call", data={"phone": f"{TRUNK},254712345695"}, headers=KEY)
+    assert response.status_code == 200
+    assert sent(fake_at, "/call")[-1]["to"] == CANONICAL
+
+
+def test_both_forms_count_against_one_destination_limit(make_app, fake_at):
+    client = make_app(VOICE_RATE_LIMIT_PER_DESTINATION="1 per hour").test_client()
+    assert client.post("/voice/invoke-call", data={"phone": TRUNK}, headers=KEY).status_code == 200
+    again = client.post("/voice/invoke-call", data={"phone": "254712345695"}, headers=KEY)
+    assert again.status_code == 429
+
+
+@pytest.mark.parametrize("dialled, searched", [(TRUNK, "254712345695"), ("254712345695", TRUNK)])
+def test_a_call_is_found_by_either_form(client, fake_at, dialled, searched):
+    session = client.post("/voice/invoke-call", data={"phone": dialled}, headers=KEY).json["response"]["entries"][0][
+        "sessionId"]
+    found = client.get("/voice/calls", query_string={"phone": searched}, headers=KEY).json["calls"]
+    assert [call["sessionId"] for call in found] == [session]
+    assert found[0]["destinationNumber"] == CANONICAL
+
+
+def test_a_transfer_sends_and_counts_the_canonical_number(make_app, fake_at):
+    client = make_app(VOICE_RATE_LIMIT_PER_DESTINATION="1 per hour").test_client()
+    session = live_call(client)
+    make_live(fake_at, session)
+    response = client.post(f"/voice/calls/{session}/transfer", data={"phone": TRUNK}, headers=KEY)
+    assert response.status_code == 200 and response.json["phoneNumber"] == CANONICAL
+    assert sent(fake_at, "/callTransfer")[-1]["phoneNumber"] == CANONICAL
+    assert client.post("/voice/invoke-call", data={"phone": "254712345695"}, headers=KEY).status_code == 429
+
+
+def test_a_client_dial_connects_the_canonical_number(client):
+    form = {"sessionId": "ATVId_trunk", "isActive": "1", "direction": "Inbound", "callerNumber": "testapp.jonah",
+            "destinationNumber": "+254711000000", "callSessionState": "Ringing", "clientDialedNumber": "+" + TRUNK}
+    dial = ET.fromstring(client.post(INSTRUCT, data=form).data).find("Dial")
+    assert dial is not None and dial.get("phoneNumbers") == CANONICAL
+
+
+def test_our_own_number_is_known_in_either_form(client, fake_at):
+    response = client.get("/voice/queue", query_string={"phone": "2540711000000"}, headers=KEY)
+    assert response.status_code == 200
+    assert sent(fake_at, "/queueStatus")[-1]["phoneNumbers"] == "+254711000000"
