@@ -6,8 +6,7 @@ import os
 from dotenv import load_dotenv
 from flask import Flask
 
-from voice import bp as voice_bp
-from voice import access, errors, fields, flows, logs, ops, ratelimit, security, settings
+from voice import access, errors, fields, flows, logs, ops, ratelimit, routes, security, settings
 from voice import console
 from voice.at import client
 from voice.cli import voice_cli
@@ -43,7 +42,7 @@ def create_app(config=None):
     records.init_app(app)
     ratelimit.init_app(app)
     errors.register(app)
-    app.register_blueprint(voice_bp)
+    routes.init_app(app)
     app.register_blueprint(ops.bp)
     console.init_app(app)
     app.cli.add_command(voice_cli)

@@ -98,9 +98,9 @@ def when_ready(server):
     configured = settings.from_environ(os.environ)
     if not settings.simulated(configured):
         return
-    command = [sys.executable, "-m", "flask", "--app", "app", "voice", "fake-at"]
+    command = [sys.executable, "-m", "flask", "--app", "app", "voice", "simulated-at"]
     _fake_at.append(subprocess.Popen(command, env=dict(os.environ, PORT=bind.rsplit(":", 1)[1])))
-    port = int(configured.get("VOICE_FAKE_AT_PORT") or settings.DEFAULTS["VOICE_FAKE_AT_PORT"])
+    port = int(configured.get("VOICE_SIMULATED_AT_PORT") or settings.DEFAULTS["VOICE_SIMULATED_AT_PORT"])
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and _fake_at[0].poll() is None:
         try:
@@ -111,7 +111,7 @@ def when_ready(server):
         except OSError:
             time.sleep(0.1)
     server.log.error("the simulated Africa's Talking API did not start on 127.0.0.1:%s: dial-outs will fail "
-                     "with at_unreachable (is the port taken? set VOICE_FAKE_AT_PORT)", port)
+                     "with at_unreachable (is the port taken? set VOICE_SIMULATED_AT_PORT)", port)
 
 
 def on_exit(server):

@@ -24,7 +24,7 @@ import sqlalchemy as sa  # noqa: E402
 from flask_migrate import upgrade  # noqa: E402
 
 from app import create_app  # noqa: E402
-from voice.store import history  # noqa: E402
+from voice.store import overview  # noqa: E402
 from voice.store.db import db  # noqa: E402
 
 KEY = "bench-console-key-0123456789"
@@ -113,7 +113,7 @@ def measure(database_url=None, calls=100_000, repeats=15):
         rows.append((name, times[0], statistics.median(times[2:]), max(times[2:])))
     with app.app_context():  # what the calls page's warm-up spares the overview: 30 days read cold
         begun = time.perf_counter()
-        history.Overview().figures(datetime.now(timezone.utc) - timedelta(days=30), datetime.now(timezone.utc), False)
+        overview.Overview().figures(datetime.now(timezone.utc) - timedelta(days=30), datetime.now(timezone.utc), False)
         cold = (time.perf_counter() - begun) * 1000
     return rows, seeded, cold
 

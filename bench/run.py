@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from bench.breakdown import FORMS  # noqa: E402
 from bench.openloop import OpenLoop, sessions  # noqa: E402
 from tests.gunicorn_helpers import free_port, procfile_command, wait_until_up  # noqa: E402
-from voice.at.fake import FakeAT  # noqa: E402
+from voice.at.simulated import SimulatedAT  # noqa: E402
 
 TOKEN = "bench-token"
 SCENARIOS = ("instruct", "events", "mix", "latency", "slow", "metrics", "memory", "breakdown", "console")
@@ -137,7 +137,7 @@ def main():
 def run_store(args, database_url, chosen):
     """The service on one store (a fresh SQLite file when None) against the bare app: the chosen scenarios' rows."""
     work = Path(tempfile.mkdtemp(prefix="voice-bench-"))
-    fake = FakeAT(hang_seconds=5).start()
+    fake = SimulatedAT(hang_seconds=5).start()
     app_port, bare_port = free_port(), free_port()
     base_env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "HOST": "127.0.0.1"}
     app_env = dict(base_env, PORT=str(app_port), DATABASE_URL=database_url or f"sqlite:///{work / 'voice.sqlite3'}",
@@ -245,7 +245,7 @@ def _fixed_rate(route, app_url, bare_url, args):
 
 
 def _slow_at(app_url, bare_url, args):
-    """instruct's latency at the fixed rate while 16 dial-outs at once hang 5 s on the fake AT."""
+    """instruct's latency at the fixed rate while 16 dial-outs at once hang 5 s on the simulated AT."""
     results = []
 
     def dial():

@@ -1,60 +1,71 @@
 """Shared fixtures: a simulated AT on 127.0.0.1, the app configured against it, its test client."""
 
-import os
+import threading
 
 import pytest
-import sqlalchemy as sa
 from flask_migrate import upgrade
+from werkzeug.serving import make_server
 
 from app import create_app
 from tests import contract
+from tests.helpers import API_KEY, AT_KEY, KEY, WEBHOOK_TOKEN, postgres_url
+from voice.at.client import VoiceClient
+from voice.at.simulated import SimulatedAT
 from voice.store.db import db
-from voice.at.fake import FakeAT
 
-API_KEY = "test-key-0123456789"
-WEBHOOK_TOKEN = "test-token-abcdef"
-AT_KEY = "at-secret-key"
+
+def pytest_configure(config):
+    """Name the marker for the store tests."""
+    config.addinivalue_line("markers", "both_databases: run each test that uses the database on SQLite and on "
+                                       "PostgreSQL (TEST_DATABASE_URL)")
+
+
+def pytest_generate_tests(metafunc):
+    """A test marked both_databases that reaches the database runs once per database."""
+    if metafunc.definition.get_closest_marker("both_databases") and "database_url" in metafunc.fixturenames:
+        metafunc.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 
 
 @pytest.fixture
-def fake_at():
+def simulated_at():
     """A simulated AT voice API over real HTTP on 127.0.0.1, checking our AT key."""
-    server = FakeAT(api_key=AT_KEY).start()
+    server = SimulatedAT(api_key=AT_KEY).start()
     yield server
     server.stop()
 
 
-def postgres_url():
-    """The PostgreSQL database the store tests may use (.ci/run provides one), or skip/fail without it."""
-    url = os.environ.get("TEST_DATABASE_URL")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("TEST_DATABASE_URL is not set: CI must run the store tests against PostgreSQL")
-        pytest.skip("no PostgreSQL: set TEST_DATABASE_URL (as .ci/run does) to run this against it")
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    with engine.begin() as connection:
-        connection.execute(sa.text("DROP SCHEMA public CASCADE"))
-        connection.execute(sa.text("CREATE SCHEMA public"))
-    engine.dispose()
-    return url
+@pytest.fixture
+def simulated_at_url():
+    """The URL of a simulated AT for the service run in another process; a hanging dial-out hangs 10 s."""
+    server = SimulatedAT(api_key=AT_KEY, hang_seconds=10).start()
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture
-def database_url(tmp_path):
-    """A fresh SQLite file per test; store tests override this to run on PostgreSQL too."""
-    return f"sqlite:///{tmp_path / 'voice.sqlite3'}"
+def voice(simulated_at):
+    """Our AT client, talking to the simulated AT."""
+    return VoiceClient("testapp", AT_KEY, "+254711000000", base_url=simulated_at.url, timeout=1.0)
 
 
 @pytest.fixture
-def config(fake_at, tmp_path, database_url):
-    """Settings for a test app talking to the fake AT; never the real environment."""
+def database_url(request, tmp_path):
+    """A fresh SQLite file per test, or PostgreSQL's database emptied for a test marked both_databases."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return f"sqlite:///{tmp_path / 'voice.sqlite3'}"
+    return postgres_url()
+
+
+@pytest.fixture
+def config(simulated_at, tmp_path, database_url):
+    """Settings for a test app talking to the simulated AT; never the real environment."""
     return {
         "TESTING": True,
         "AT_USERNAME": "testapp",
         "AT_API_KEY": AT_KEY,
         "AT_VOICE_NUMBER": "+254711000000",
-        "AT_VOICE_API_URL": fake_at.url,
-        "AT_WEBRTC_API_URL": fake_at.url,
+        "AT_VOICE_API_URL": simulated_at.url,
+        "AT_WEBRTC_API_URL": simulated_at.url,
         "AT_TIMEOUT_SECONDS": 1.0,
         "VOICE_API_KEY": API_KEY,
         "VOICE_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
@@ -66,7 +77,7 @@ def config(fake_at, tmp_path, database_url):
 @pytest.fixture(scope="module")
 def module_app(tmp_path_factory):
     """One migrated app for a whole module of generated requests, its AT simulated, limits out of the way."""
-    fake = FakeAT(api_key=AT_KEY, hang_seconds=2).start()
+    fake = SimulatedAT(api_key=AT_KEY, hang_seconds=2).start()
     folder = tmp_path_factory.mktemp("module")
     app = create_app({
         "TESTING": True, "AT_USERNAME": "testapp", "AT_API_KEY": AT_KEY, "AT_VOICE_NUMBER": "+254711000000",
@@ -74,6 +85,8 @@ def module_app(tmp_path_factory):
         "VOICE_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "DATABASE_URL": f"sqlite:///{folder / 'voice.sqlite3'}",
         "RATELIMIT_STORAGE_URI": f"sqlite:///{folder / 'limits.sqlite3'}",
         "VOICE_RATE_LIMIT_PER_KEY": "1000000 per minute", "VOICE_RATE_LIMIT_PER_DESTINATION": "1000000 per hour",
+        # Generated requests send wrong keys often; past the default limit none would reach a view.
+        "VOICE_BAD_KEY_LIMIT": "1000000 per minute",
     })
     with app.app_context():
         upgrade()
@@ -115,6 +128,15 @@ def client(app):
 
 
 @pytest.fixture
+def live_app(app):
+    """The test app served over real HTTP on 127.0.0.1 from this process; its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture
 def auth():
     """Headers that carry the valid API key."""
-    return {"X-API-Key": API_KEY}
+    return dict(KEY)

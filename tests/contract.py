@@ -11,6 +11,11 @@ from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotF
 from openapi_core.validation.response.exceptions import MissingData
 
 SPEC = Path(__file__).resolve().parent.parent / "voice" / "openapi.json"
+# The 500s the contract allows: how AT failed, on the routes that ask AT something.
+UPSTREAM_ERRORS = {"at_rejected", "at_call_failed", "at_timeout", "at_unreachable", "at_bad_response",
+                   "at_transfer_failed"}
+AT_ROUTES = {"/voice/invoke-call", "/voice/queue", "/voice/media", "/voice/calls/{sessionId}/transfer",
+             "/voice/clients/token"}
 _openapi = []
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from tests.conftest import API_KEY, AT_KEY, WEBHOOK_TOKEN
+from tests.helpers import API_KEY, AT_KEY, WEBHOOK_TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,8 +49,8 @@ def wait_until_up(url, process, seconds=30, log=None):
     raise AssertionError("gunicorn did not come up")
 
 
-def service_env(workdir, fake_at_url, **changes):
-    """The environment of a served test instance: fake AT, test keys, a store in `workdir`."""
+def service_env(workdir, simulated_at_url, **changes):
+    """The environment of a served test instance: simulated AT, test keys, a store in `workdir`."""
     env = {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": str(ROOT),
@@ -59,8 +59,8 @@ def service_env(workdir, fake_at_url, **changes):
         "AT_USERNAME": "testapp",
         "AT_API_KEY": AT_KEY,
         "AT_VOICE_NUMBER": "+254711000000",
-        "AT_VOICE_API_URL": fake_at_url,
-        "AT_WEBRTC_API_URL": fake_at_url,
+        "AT_VOICE_API_URL": simulated_at_url,
+        "AT_WEBRTC_API_URL": simulated_at_url,
         "AT_TIMEOUT_SECONDS": "6",
         "VOICE_API_KEY": API_KEY,
         "VOICE_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
@@ -86,7 +86,8 @@ def served(env, workdir, migrate=True):
     pipe blocks every worker on its next log line.
     """
     if migrate:
-        subprocess.run(procfile_command("release"), cwd=workdir, env=env, check=True, capture_output=True)
+        release = subprocess.run(procfile_command("release"), cwd=workdir, env=env, capture_output=True, text=True)
+        assert release.returncode == 0, f"the release command failed:\n{release.stdout}\n{release.stderr}"
     log = Path(workdir) / "gunicorn.log"
     with open(log, "ab") as output:
         process = subprocess.Popen(procfile_command(), cwd=workdir, env=env, stdout=output, stderr=subprocess.STDOUT)

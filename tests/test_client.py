@@ -1,25 +1,20 @@
 """The SDK wrapper against a simulated AT over real HTTP on 127.0.0.1."""
 
-import socket
 import threading
 import time
 
 import pytest
 
-from tests.conftest import AT_KEY
+from tests.gunicorn_helpers import free_port
+from tests.helpers import AT_KEY
 from voice.at.client import ATError, Busy, VoiceClient
 
 
-@pytest.fixture
-def voice(fake_at):
-    return VoiceClient("testapp", AT_KEY, "+254711000000", base_url=fake_at.url, timeout=1.0)
-
-
-def test_call_posts_what_at_expects(voice, fake_at):
+def test_call_posts_what_at_expects(voice, simulated_at):
     answer = voice.call("+254712345678")
     assert answer["entries"][0]["status"] == "Queued"
     assert answer["entries"][0]["sessionId"].startswith("ATVId_")
-    sent = fake_at.requests[-1]
+    sent = simulated_at.requests[-1]
     assert sent["path"] == "/call"
     assert sent["apiKey"] == AT_KEY
     assert sent["form"] == {"username": "testapp", "from": "+254711000000", "to": "+254712345678"}
@@ -32,8 +27,8 @@ def test_charset_content_type_still_gives_an_object(voice):
     assert answer["entries"][0]["status"] == "Queued"
 
 
-def test_bad_credentials_are_an_at_rejection_with_ats_message(fake_at):
-    voice = VoiceClient("testapp", "wrong-key", "+254711000000", base_url=fake_at.url, timeout=1.0)
+def test_bad_credentials_are_an_at_rejection_with_ats_message(simulated_at):
+    voice = VoiceClient("testapp", "wrong-key", "+254711000000", base_url=simulated_at.url, timeout=1.0)
     with pytest.raises(ATError) as caught:
         voice.call("+254712345678")
     assert caught.value.code == "at_rejected"
@@ -76,21 +71,18 @@ def test_a_body_that_is_not_json_is_a_bad_response(voice):
 
 
 def test_an_unreachable_at_is_reported_as_such():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    voice = VoiceClient("testapp", AT_KEY, "+254711000000", base_url=f"http://127.0.0.1:{port}", timeout=1.0)
+    voice = VoiceClient("testapp", AT_KEY, "+254711000000", base_url=f"http://127.0.0.1:{free_port()}", timeout=1.0)
     with pytest.raises(ATError) as caught:
         voice.call("+254712345678")
     assert caught.value.code == "at_unreachable"
 
 
-def test_dialouts_beyond_the_cap_are_refused_at_once_and_the_slot_comes_back(voice, fake_at):
-    capped = VoiceClient("testapp", AT_KEY, "+254711000000", base_url=fake_at.url, timeout=1.0, max_in_flight=1)
+def test_dialouts_beyond_the_cap_are_refused_at_once_and_the_slot_comes_back(voice, simulated_at):
+    capped = VoiceClient("testapp", AT_KEY, "+254711000000", base_url=simulated_at.url, timeout=1.0, max_in_flight=1)
     waiting = threading.Thread(target=lambda: pytest.raises(ATError, capped.call, "+254700000504"))
     waiting.start()
     deadline = time.monotonic() + 2
-    while not fake_at.requests and time.monotonic() < deadline:
+    while not simulated_at.requests and time.monotonic() < deadline:
         time.sleep(0.01)
     started = time.monotonic()
     with pytest.raises(Busy):

@@ -13,13 +13,9 @@ import pytest
 import yaml
 from werkzeug.serving import make_server
 
-from tests.conftest import AT_KEY, API_KEY, WEBHOOK_TOKEN
+from tests.helpers import AT_KEY, EVENTS, INSTRUCT, KEY, WEBHOOK_TOKEN
 from voice import flows
 from voice.at.simulator import SimulatedCall
-
-KEY = {"X-API-Key": API_KEY}
-INSTRUCT = f"/voice/instruct?token={WEBHOOK_TOKEN}"
-EVENTS = f"/voice/events?token={WEBHOOK_TOKEN}"
 
 
 def client_call(dialled, session="ATVId_client1", client="jonah", start="2025-02-13 08:32:37"):
@@ -145,24 +141,24 @@ def test_the_default_flow_starts_client_calls_apart_from_inbound_ones():
 
 # POST /voice/clients/token
 
-def test_a_token_is_minted_by_at_for_the_client(client, fake_at):
+def test_a_token_is_minted_by_at_for_the_client(client, simulated_at):
     response = client.post("/voice/clients/token", json={"clientName": "jonah", "expire": 7200}, headers=KEY)
     assert response.status_code == 200, response.json
     body = response.json
     assert body["token"].startswith("SIMULATED-NOT-A-REAL-TOKEN-")
     assert (body["clientName"], body["lifetimeSeconds"], body["incoming"], body["outgoing"]) == ("jonah", 7200, True, True)
     assert body["address"] == "testapp.jonah"
-    sent = fake_at.requests[-1]
+    sent = simulated_at.requests[-1]
     assert sent["path"] == "/capability-token/request" and sent["apiKey"] == AT_KEY
     assert sent["form"] == {"username": "testapp", "clientName": "jonah", "phoneNumber": "+254711000000",
                             "incoming": True, "outgoing": True, "expire": "7200s"}
     assert response.headers["Cache-Control"] == "no-store"
 
 
-def test_a_token_may_be_for_incoming_calls_only(client, fake_at):
+def test_a_token_may_be_for_incoming_calls_only(client, simulated_at):
     response = client.post("/voice/clients/token", data={"clientName": "mary", "outgoing": "false"}, headers=KEY)
-    assert response.json["outgoing"] is False and fake_at.requests[-1]["form"]["outgoing"] is False
-    assert fake_at.requests[-1]["form"]["expire"] == "3600s"
+    assert response.json["outgoing"] is False and simulated_at.requests[-1]["form"]["outgoing"] is False
+    assert simulated_at.requests[-1]["form"]["expire"] == "3600s"
 
 
 @pytest.mark.parametrize("name, code, words", [
@@ -180,18 +176,18 @@ def test_ats_token_failures_map_like_dial_outs(client, name, code, words):
                                   {"clientName": "jonah", "expire": 10}, {"clientName": "jonah", "expire": 100000},
                                   {"clientName": "jonah", "expire": "soon"}, {"clientName": "jonah", "incoming": "maybe"},
                                   {"clientName": ["jonah"]}])
-def test_token_input_is_bounded_before_at_is_asked(client, fake_at, body):
+def test_token_input_is_bounded_before_at_is_asked(client, simulated_at, body):
     response = client.post("/voice/clients/token", json=body, headers=KEY)
     assert response.status_code == 400 and response.json["error"] == "bad_field"
-    assert fake_at.requests == []
+    assert simulated_at.requests == []
 
 
-def test_tokens_need_the_key(client, fake_at):
+def test_tokens_need_the_key(client, simulated_at):
     assert client.post("/voice/clients/token", json={"clientName": "jonah"}).status_code == 401
-    assert fake_at.requests == []
+    assert simulated_at.requests == []
 
 
-def test_which_key_may_mint_which_client_names_is_a_setting(make_app, fake_at):
+def test_which_key_may_mint_which_client_names_is_a_setting(make_app, simulated_at):
     client = make_app(VOICE_API_KEYS="night:night-key-1234", VOICE_CLIENT_NAMES="agent_*,night:night_*").test_client()
     night = {"X-API-Key": "night-key-1234"}
     mint = lambda name, headers: client.post("/voice/clients/token", json={"clientName": name}, headers=headers)
@@ -200,7 +196,7 @@ def test_which_key_may_mint_which_client_names_is_a_setting(make_app, fake_at):
     refused = mint("night_mary", KEY)
     assert refused.status_code == 403 and refused.json["error"] == "client_not_allowed"
     assert mint("boss", KEY).status_code == 403
-    assert len([r for r in fake_at.requests if r["path"] == "/capability-token/request"]) == 3
+    assert len([r for r in simulated_at.requests if r["path"] == "/capability-token/request"]) == 3
 
 
 def test_a_malformed_client_names_setting_stops_start_up(config):
@@ -217,15 +213,6 @@ def test_the_token_is_never_logged(client, caplog):
 
 
 # The simulator
-
-@pytest.fixture
-def live_app(app):
-    """The test app served over real HTTP on 127.0.0.1 from this process."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-
 
 def test_voice_simulate_plays_a_client_call(app, live_app):
     result = app.test_cli_runner().invoke(args=["voice", "simulate", "--url", live_app, "--client", "jonah",

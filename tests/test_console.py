@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import API_KEY, WEBHOOK_TOKEN
+from tests.helpers import API_KEY, EVENTS, INSTRUCT, KEY
 
-EVENTS = f"/voice/events?token={WEBHOOK_TOKEN}"
 CONSOLE = {"SECRET_KEY": "test-secret-key"}
 HOSTILE = {"sessionId": "ATVId_hostile", "isActive": "0", "direction": "Inbound", "callSessionState": "Completed",
            "callerNumber": "<script>window.pwned=1</script>", "destinationNumber": "+254711000000",
@@ -95,13 +94,13 @@ def test_sign_in_attempts_are_limited_per_address(make_app):
     assert sign_in(client).status_code == 429  # even the right key waits: no guessing race
 
 
-def test_forms_without_the_csrf_token_are_refused(make_app, fake_at):
+def test_forms_without_the_csrf_token_are_refused(make_app, simulated_at):
     client = make_app(**CONSOLE).test_client()
     assert client.post("/voice/console/sign-in", data={"label": "default", "key": API_KEY}).status_code == 400
     assert sign_in(client).status_code == 302
     refused = client.post("/voice/console/place", data={"phone": "254712345678"})
     assert refused.status_code == 400 and "form expired" in refused.get_data(as_text=True).lower()
-    assert fake_at.requests == []
+    assert simulated_at.requests == []
 
 
 def test_sign_out_ends_the_session(console):
@@ -120,6 +119,17 @@ def test_a_cookie_copied_before_sign_out_is_dead_after_it(make_app):
     assert thief.get("/voice/console/calls").status_code == 200
     page = browser.get("/voice/console/calls")
     browser.post("/voice/console/sign-out", data={"csrf_token": token_of(page)})
+    assert thief.get("/voice/console/calls").status_code == 302
+
+
+def test_signing_in_again_ends_the_browsers_previous_session(make_app):
+    app = make_app(**CONSOLE)
+    browser, thief = app.test_client(), app.test_client()
+    sign_in(browser)
+    thief.set_cookie("voice_console", browser.get_cookie("voice_console", path="/voice/console").value,
+                     path="/voice/console")
+    sign_in(browser)  # a second sign-in, in the same browser, replaces the session
+    browser.post("/voice/console/sign-out", data={"csrf_token": token_of(browser.get("/voice/console/calls"))})
     assert thief.get("/voice/console/calls").status_code == 302
 
 
@@ -165,7 +175,7 @@ def test_every_page_carries_a_strict_csp(console):
         assert " style=" not in response.get_data(as_text=True)  # no inline style
 
 
-def test_calls_page_lists_live_then_recent_calls_and_filters(console, fake_at):
+def test_calls_page_lists_live_then_recent_calls_and_filters(console, simulated_at):
     console.post(EVENTS, data={"sessionId": "ATVId_live", "isActive": "1", "direction": "Inbound",
                                "callerNumber": "+254712345678", "destinationNumber": "+254711000000",
                                "callSessionState": "Answered"})
@@ -185,9 +195,9 @@ def test_calls_page_lists_live_then_recent_calls_and_filters(console, fake_at):
 def test_a_calls_timeline_reads_as_what_happened(console):
     form = {"sessionId": "ATVId_t", "isActive": "1", "direction": "Inbound", "callerNumber": "+254712345678",
             "destinationNumber": "+254711000000"}
-    console.post(f"/voice/instruct?token={WEBHOOK_TOKEN}", data=dict(form, callSessionState="Answered"))
-    console.post(f"/voice/instruct?token={WEBHOOK_TOKEN}&step=welcome&attempt=1", data=dict(form, dtmfDigits="3"))
-    console.post(f"/voice/instruct?token={WEBHOOK_TOKEN}&step=goodbye", data=dict(
+    console.post(INSTRUCT, data=dict(form, callSessionState="Answered"))
+    console.post(f"{INSTRUCT}&step=welcome&attempt=1", data=dict(form, dtmfDigits="3"))
+    console.post(f"{INSTRUCT}&step=goodbye", data=dict(
         form, recordingUrl="https://rec.example/v.mp3"))
     console.post(EVENTS, data=dict(form, isActive="0", callSessionState="Completed", durationInSeconds="65",
                                    amount="4.5", currencyCode="KES", hangupCause="NORMAL_CLEARING"))
@@ -279,17 +289,17 @@ def test_sign_in_goes_only_to_a_whole_console_path(make_app, target, landing):
     assert response.status_code == 302 and response.location == landing
 
 
-def test_placing_a_call_goes_through_the_dial_out_checks(make_app, fake_at):
+def test_placing_a_call_goes_through_the_dial_out_checks(make_app, simulated_at):
     client = make_app(**CONSOLE, VOICE_ALLOWED_COUNTRY_CODES="254").test_client()
     sign_in(client)
     token = token_of(client.get("/voice/console/place"))
     for phone, words in (("+447700900123", "not allowed"), ("12", "7 to 15 digits")):
         refused = client.post("/voice/console/place", data={"phone": phone, "csrf_token": token})
         assert refused.status_code == 400 and words in refused.get_data(as_text=True)
-    assert fake_at.requests == []
+    assert simulated_at.requests == []
     placed = client.post("/voice/console/place", data={"phone": "254712345678", "csrf_token": token})
-    assert placed.status_code == 302 and fake_at.requests[-1]["form"]["to"] == "+254712345678"
-    calls = client.get("/voice/calls", headers={"X-API-Key": API_KEY}).json["calls"]
+    assert placed.status_code == 302 and simulated_at.requests[-1]["form"]["to"] == "+254712345678"
+    calls = client.get("/voice/calls", headers=KEY).json["calls"]
     assert calls[0]["requestedBy"] == "default"
 
 

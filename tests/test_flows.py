@@ -12,12 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app import create_app
-from tests.conftest import API_KEY, WEBHOOK_TOKEN
+from tests.helpers import INSTRUCT, KEY, WEBHOOK_TOKEN
 from voice import flows
 from voice.flows.voicexml import render
 
 EVERY_ACTION = str(Path(__file__).parent / "flows" / "every_action.yaml")
-INSTRUCT = f"/voice/instruct?token={WEBHOOK_TOKEN}"
 CALL = {"sessionId": "ATVId_flow0001", "isActive": "1", "direction": "Inbound",
         "callerNumber": "+254712345678", "destinationNumber": "+254711000000"}
 
@@ -72,7 +71,7 @@ def test_say_play_and_getdigits_render_as_at_expects(flow_client):
 
 
 def test_python_step_reads_the_digits_back(flow_client):
-    root = xml(flow_client.post(f"/voice/instruct?step=pin&token={WEBHOOK_TOKEN}", data=dict(CALL, dtmfDigits="12*#")))
+    root = xml(flow_client.post(f"{INSTRUCT}&step=pin", data=dict(CALL, dtmfDigits="12*#")))
     assert [(c.tag, c.text) for c in root] == [("Say", "You entered 1 2 star.")]
 
 
@@ -103,12 +102,12 @@ def test_dial_and_record_render_every_attribute(flow_app):
     ("away", [("Redirect", {}, "https://elsewhere.example.com/voice")]),
 ])
 def test_the_other_actions_render_as_at_expects(flow_client, step, expected):
-    root = xml(flow_client.post(f"/voice/instruct?step={step}&token={WEBHOOK_TOKEN}", data=CALL))
+    root = xml(flow_client.post(f"{INSTRUCT}&step={step}", data=CALL))
     assert [(c.tag, dict(c.attrib), c.text) for c in root] == expected
 
 
 def test_redirect_to_a_step_points_back_with_the_token(flow_client):
-    root = xml(flow_client.post(f"/voice/instruct?step=back&token={WEBHOOK_TOKEN}", data=CALL))
+    root = xml(flow_client.post(f"{INSTRUCT}&step=back", data=CALL))
     redirect, = list(root)
     assert redirect.tag == "Redirect" and params(redirect.text) == {"step": "main", "token": WEBHOOK_TOKEN}
 
@@ -180,14 +179,14 @@ def test_no_input_retries_then_goes_to_on_fail(default_client):
 
 
 def test_menu_keys_are_strings_never_numbers(flow_client):
-    hub = f"/voice/instruct?step=hub&attempt=1&token={WEBHOOK_TOKEN}"
+    hub = f"{INSTRUCT}&step=hub&attempt=1"
     assert xml(flow_client.post(hub, data=dict(CALL, dtmfDigits="01")))[1].tag == "Record"
     assert xml(flow_client.post(hub, data=dict(CALL, dtmfDigits="1")))[0].tag == "Reject"
     assert xml(flow_client.post(hub, data=dict(CALL, dtmfDigits="*")))[0].tag == "Redirect"
 
 
 def test_a_hash_option_with_another_finish_key(flow_client):
-    keys = f"/voice/instruct?step=keys&attempt=1&token={WEBHOOK_TOKEN}"
+    keys = f"{INSTRUCT}&step=keys&attempt=1"
     assert params(xml(flow_client.post(keys, data=dict(CALL, dtmfDigits="#")))[0].text)["step"] == "main"
     # retries: 0, so one wrong key goes straight to onFail, after the notice.
     root = xml(flow_client.post(keys, data=dict(CALL, dtmfDigits="5")))
@@ -202,28 +201,28 @@ def test_the_default_agent_step_offers_voicemail_without_agents(default_client):
 
 def test_the_default_agent_step_dials_the_agents(make_app):
     client = make_app(VOICE_AGENT_NUMBERS="+254711000001,+254711000002").test_client()
-    root = xml(client.post(f"/voice/instruct?step=agent&token={WEBHOOK_TOKEN}", data=CALL))
+    root = xml(client.post(f"{INSTRUCT}&step=agent", data=CALL))
     dial = root.find("Dial")
     assert dial.get("phoneNumbers") == "+254711000001,+254711000002" and dial.get("sequential") == "true"
     assert root[-1].tag == "Redirect"
 
 
 def test_the_default_voicemail_records_and_the_recording_reaches_the_call(default_client):
-    root = xml(default_client.post(f"/voice/instruct?step=voicemail&token={WEBHOOK_TOKEN}", data=CALL))
+    root = xml(default_client.post(f"{INSTRUCT}&step=voicemail", data=CALL))
     record, = list(root)
     assert record.tag == "Record" and record.get("playBeep") == "true" and record.get("maxLength") == "60"
     assert record[0].tag == "Say"
     after = dict(CALL, recordingUrl="https://rec.example.com/msg.mp3")
     goodbye = xml(default_client.post(follow(record.get("callbackUrl")), data=after))
     assert [c.text for c in goodbye] == ["Thank you for calling. Goodbye."]
-    call = default_client.get(f"/voice/calls/{CALL['sessionId']}", headers={"X-API-Key": API_KEY}).json["call"]
+    call = default_client.get(f"/voice/calls/{CALL['sessionId']}", headers=KEY).json["call"]
     assert call["recordingUrls"] == ["https://rec.example.com/msg.mp3"]
 
 
 def test_digits_reach_the_call_record(default_client):
     url = follow(xml(default_client.post(INSTRUCT, data=CALL))[0].get("callbackUrl"))
     default_client.post(url, data=dict(CALL, dtmfDigits="1"))
-    call = default_client.get(f"/voice/calls/{CALL['sessionId']}", headers={"X-API-Key": API_KEY}).json
+    call = default_client.get(f"/voice/calls/{CALL['sessionId']}", headers=KEY).json
     assert call["call"]["lastDigits"] == "1"
     assert params_of_events(call) == [{}, {"step": "welcome", "attempt": "1"}]
 
@@ -234,7 +233,7 @@ def params_of_events(found):
 
 def test_an_unknown_step_in_a_callback_is_the_apology(default_client, caplog):
     caplog.set_level(logging.ERROR)
-    root = xml(default_client.post(f"/voice/instruct?step=gone&token={WEBHOOK_TOKEN}", data=CALL))
+    root = xml(default_client.post(f"{INSTRUCT}&step=gone", data=CALL))
     assert "sorry" in root[0].text.lower()
     assert "unknown step" in caplog.text
 

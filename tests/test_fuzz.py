@@ -6,13 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import API_KEY, WEBHOOK_TOKEN
+from tests.contract import AT_ROUTES, UPSTREAM_ERRORS
+from tests.helpers import API_KEY, WEBHOOK_TOKEN
 
-UPSTREAM_ERRORS = {"at_rejected", "at_call_failed", "at_timeout", "at_unreachable", "at_bad_response",
-                   "at_transfer_failed"}
-# The routes that ask AT something, whose documented 500s say how AT failed.
-AT_ROUTES = {"/voice/invoke-call", "/voice/queue", "/voice/media", "/voice/calls/{sessionId}/transfer",
-             "/voice/clients/token"}
 ROUTES = [
     ("GET", "/voice/"),
     ("GET", "/voice/invoke-call"),
@@ -26,6 +22,9 @@ ROUTES = [
     ("POST", "/voice/media"),
     ("POST", "/voice/calls/ATVId_fuzz/transfer"),
     ("POST", "/voice/clients/token"),
+    ("GET", "/metrics"),
+    ("GET", "/voice/health/live"),
+    ("GET", "/voice/health/ready"),
 ]
 FIELDS = ["clientName", "incoming", "outgoing", "expire", "clientDialedNumber", "phone", "url", "callLeg", "holdMusicUrl", "clientRequestId", "callTransferState", "sessionId", "isActive", "dtmfDigits", "callSessionState", "eventType", "durationInSeconds",
           "amount", "currencyCode", "callStartTime", "direction", "callerNumber", "recordingUrl", "since", "until",

@@ -2,17 +2,9 @@
 
 import pytest
 
-from tests.conftest import API_KEY, WEBHOOK_TOKEN, postgres_url
+from tests.helpers import EVENTS, KEY
 
-EVENTS = f"/voice/events?token={WEBHOOK_TOKEN}"
-KEY = {"X-API-Key": API_KEY}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'voice.sqlite3'}"
-    return postgres_url()
+pytestmark = pytest.mark.both_databases
 
 
 def final(session, caller="+254712345678", direction="Inbound", state="Completed", duration="60",

@@ -4,55 +4,55 @@ import logging
 
 import pytest
 
-from tests.conftest import API_KEY
+from tests.helpers import API_KEY, BEARER, KEY
 
 
-def test_invoke_call_without_key_is_401_and_nothing_reaches_at(client, fake_at):
+def test_invoke_call_without_key_is_401_and_nothing_reaches_at(client, simulated_at):
     response = client.get("/voice/invoke-call?phone=254712345678")
     assert response.status_code == 401
     assert response.json["error"] == "unauthorized"
-    assert fake_at.requests == []
+    assert simulated_at.requests == []
 
 
-def test_invoke_call_with_wrong_key_is_401_and_nothing_reaches_at(client, fake_at):
+def test_invoke_call_with_wrong_key_is_401_and_nothing_reaches_at(client, simulated_at):
     response = client.get("/voice/invoke-call?phone=254712345678", headers={"X-API-Key": "nope"})
     assert response.status_code == 401
-    assert fake_at.requests == []
+    assert simulated_at.requests == []
 
 
-@pytest.mark.parametrize("headers", [{"X-API-Key": API_KEY}, {"Authorization": f"Bearer {API_KEY}"}])
+@pytest.mark.parametrize("headers", [KEY, BEARER])
 def test_invoke_call_accepts_either_key_header(client, headers):
     response = client.get("/voice/invoke-call?phone=254712345678", headers=headers)
     assert response.status_code == 200
 
 
-def test_invoke_call_places_the_call_and_returns_ats_answer(client, auth, fake_at):
+def test_invoke_call_places_the_call_and_returns_ats_answer(client, auth, simulated_at):
     response = client.get("/voice/invoke-call?phone=254712345678", headers=auth)
     assert response.status_code == 200
     assert response.json["message"] == "Call initiated to +254712345678"
     entry = response.json["response"]["entries"][0]
     assert entry["status"] == "Queued" and entry["phoneNumber"] == "+254712345678"
-    assert fake_at.requests[-1]["form"]["to"] == "+254712345678"
+    assert simulated_at.requests[-1]["form"]["to"] == "+254712345678"
 
 
 @pytest.mark.parametrize("query", ["phone=+254712345678", "phone=%2B254712345678", "phone=254-712-345-678"])
-def test_invoke_call_accepts_plus_even_unencoded(client, auth, fake_at, query):
+def test_invoke_call_accepts_plus_even_unencoded(client, auth, simulated_at, query):
     # An unencoded + arrives as a space.
     response = client.get(f"/voice/invoke-call?{query}", headers=auth)
     assert response.status_code == 200
-    assert fake_at.requests[-1]["form"]["to"] == "+254712345678"
+    assert simulated_at.requests[-1]["form"]["to"] == "+254712345678"
 
 
-def test_invoke_call_by_post_form(client, auth, fake_at):
+def test_invoke_call_by_post_form(client, auth, simulated_at):
     response = client.post("/voice/invoke-call", data={"phone": "254712345678"}, headers=auth)
     assert response.status_code == 200
-    assert fake_at.requests[-1]["form"]["to"] == "+254712345678"
+    assert simulated_at.requests[-1]["form"]["to"] == "+254712345678"
 
 
-def test_invoke_call_by_post_json(client, auth, fake_at):
+def test_invoke_call_by_post_json(client, auth, simulated_at):
     response = client.post("/voice/invoke-call", json={"phone": "+254712345678"}, headers=auth)
     assert response.status_code == 200
-    assert fake_at.requests[-1]["form"]["to"] == "+254712345678"
+    assert simulated_at.requests[-1]["form"]["to"] == "+254712345678"
 
 
 @pytest.mark.parametrize("body", ['["254712345678"]', "{not json", '"254712345678"'])
@@ -63,17 +63,17 @@ def test_invoke_call_with_json_that_is_not_an_object_is_400(client, auth, body):
 
 
 @pytest.mark.parametrize("query", ["", "phone=", "phone=12345", "phone=2547123456789012", "phone=abc", "phone=0712345678"])
-def test_invoke_call_with_missing_or_bad_phone_is_400(client, auth, fake_at, query):
+def test_invoke_call_with_missing_or_bad_phone_is_400(client, auth, simulated_at, query):
     response = client.get(f"/voice/invoke-call?{query}", headers=auth)
     assert response.status_code == 400
     assert response.json["error"] == "invalid_phone"
     assert response.json["message"]
-    assert fake_at.requests == []
+    assert simulated_at.requests == []
 
 
 def test_invoke_call_without_at_credentials_is_503_naming_them(make_app):
     response = make_app(AT_API_KEY="", AT_VOICE_NUMBER="").test_client().get(
-        "/voice/invoke-call?phone=254712345678", headers={"X-API-Key": API_KEY}
+        "/voice/invoke-call?phone=254712345678", headers=KEY
     )
     assert response.status_code == 503
     assert response.json["error"] == "not_configured"

@@ -1,29 +1,14 @@
 """Rate limits hold for the whole deployment, not per worker: across gunicorn workers and across hosts."""
 
-import os
-
-import pytest
 import requests
 
-from tests.conftest import AT_KEY, API_KEY
 from tests.gunicorn_helpers import served, service_env
-from voice.at.fake import FakeAT
-
-
-@pytest.fixture
-def fake_at_url():
-    fake = FakeAT(api_key=AT_KEY).start()
-    yield fake.url
-    fake.stop()
+from tests.helpers import KEY, server_url
 
 
 def redis_url():
     """The Redis server the shared-limit test uses (.ci/run starts one), emptied; skip or fail without it."""
-    url = os.environ.get("TEST_REDIS_URL")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("TEST_REDIS_URL is not set: CI must run the shared-limit test against Redis")
-        pytest.skip("no Redis: set TEST_REDIS_URL (as .ci/run does) to run this against it")
+    url = server_url("TEST_REDIS_URL", "Redis", "shared-limit test")
     import redis
 
     redis.Redis.from_url(url).flushdb()
@@ -35,27 +20,27 @@ def dial_many(bases, count):
     statuses = []
     for i in range(count):
         response = requests.post(bases[i % len(bases)] + "/voice/invoke-call", data={"phone": f"25471234{i:04d}"},
-                                 headers={"X-API-Key": API_KEY}, timeout=15)
+                                 headers=KEY, timeout=15)
         statuses.append(response.status_code)
     return statuses
 
 
-def test_the_default_store_holds_the_limit_across_gunicorn_workers(tmp_path, fake_at_url):
-    env = service_env(tmp_path, fake_at_url, WEB_CONCURRENCY=3, VOICE_RATE_LIMIT_PER_KEY="4 per minute")
+def test_the_default_store_holds_the_limit_across_gunicorn_workers(tmp_path, simulated_at_url):
+    env = service_env(tmp_path, simulated_at_url, WEB_CONCURRENCY=3, VOICE_RATE_LIMIT_PER_KEY="4 per minute")
     with served(env, tmp_path) as (base, _):
         statuses = dial_many([base], 12)
     assert statuses.count(200) == 4
     assert statuses[4:] == [429] * 8
 
 
-def test_two_app_processes_sharing_redis_hold_one_limit(tmp_path, fake_at_url):
+def test_two_app_processes_sharing_redis_hold_one_limit(tmp_path, simulated_at_url):
     shared = redis_url()
     first_dir, second_dir = tmp_path / "a", tmp_path / "b"
     first_dir.mkdir()
     second_dir.mkdir()
     common = {"RATELIMIT_STORAGE_URI": shared, "VOICE_RATE_LIMIT_PER_KEY": "3 per minute", "WEB_CONCURRENCY": 1}
-    with served(service_env(first_dir, fake_at_url, **common), first_dir) as (first, _):
-        with served(service_env(second_dir, fake_at_url, **common), second_dir) as (second, _):
+    with served(service_env(first_dir, simulated_at_url, **common), first_dir) as (first, _):
+        with served(service_env(second_dir, simulated_at_url, **common), second_dir) as (second, _):
             statuses = dial_many([first, second], 8)
     assert statuses[:3] == [200, 200, 200]
     assert statuses[3:] == [429] * 5

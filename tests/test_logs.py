@@ -12,13 +12,14 @@ import xml.etree.ElementTree as ET
 import pytest
 import requests
 
-from tests.conftest import API_KEY, AT_KEY, WEBHOOK_TOKEN
 from tests.gunicorn_helpers import log_of, served, service_env
+from tests.helpers import API_KEY, AT_KEY, INSTRUCT, WEBHOOK_TOKEN
 from voice import logs
-from voice.at.fake import FakeAT
+from voice.at.simulated import SimulatedAT
 
 NUMBER = "254712345678"
 URL_PASSWORD = "hunter2-url-password"
+BASIC = "dXNlcjpodW50ZXIyLWJhc2lj"
 
 
 def _raw(base, data):
@@ -31,7 +32,7 @@ def _raw(base, data):
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
 def test_no_secret_or_whole_number_reaches_the_log(tmp_path, log_format):
-    fake = FakeAT(api_key=AT_KEY).start()
+    fake = SimulatedAT(api_key=AT_KEY).start()
     env = service_env(tmp_path, fake.url, LOG_FORMAT=log_format, SECRET_KEY="console-secret-0123456789")
     try:
         with served(env, tmp_path) as (base, _):
@@ -54,15 +55,20 @@ def test_no_secret_or_whole_number_reaches_the_log(tmp_path, log_format):
             assert media.status_code == 200
             assert requests.post(base + "/voice/invoke-call", data={"phone": NUMBER}, headers=key,
                                  timeout=10).status_code == 200
-            menu = requests.post(f"{base}/voice/instruct?token={WEBHOOK_TOKEN}", timeout=5,
+            menu = requests.post(base + INSTRUCT, timeout=5,
                                  data={"sessionId": "ATVId_logs", "isActive": "1", "callerNumber": "+" + NUMBER})
             assert ET.fromstring(menu.content).tag == "Response"
+            # Secrets and numbers where a client puts them: in the path, as a session id, in a Basic header.
+            for path in (f"/voice/calls/{API_KEY}", f"/voice/calls/{NUMBER}", f"/voice/{WEBHOOK_TOKEN}"):
+                requests.get(base + path, headers=key, timeout=5)
+            requests.post(f"{base}/voice/events?token={WEBHOOK_TOKEN}", data={"sessionId": NUMBER}, timeout=5)
+            requests.get(base + "/voice/calls", headers={"Authorization": "Basic " + BASIC}, timeout=5)
     finally:
         fake.stop()
     text = log_of(tmp_path)
     # The lines are there (so the test reads what it means to), without what they once carried.
     assert "Invalid request" in text and "sign-in refused" in text and "media file" in text
-    for secret in (API_KEY, WEBHOOK_TOKEN, AT_KEY, URL_PASSWORD, NUMBER, "console-secret-0123456789"):
+    for secret in (API_KEY, WEBHOOK_TOKEN, AT_KEY, URL_PASSWORD, NUMBER, "console-secret-0123456789", BASIC):
         assert secret not in text, f"{secret!r} is in the log"
 
 
@@ -72,6 +78,10 @@ def test_no_secret_or_whole_number_reaches_the_log(tmp_path, log_format):
     ("Invalid HTTP Header: 'X-API-Key: k3y-value'", "k3y-value"),
     ("headers [('x-api-key', 'k3y-value')]", "k3y-value"),
     ("Authorization: Bearer b3arer-value", "b3arer-value"),
+    ("Authorization: Basic dXNlcjpwYXNz", "dXNlcjpwYXNz"),
+    ("Invalid HTTP Header: 'X-API-Key k3y-value'", "k3y-value"),
+    ("call to +254 712 345 678", "712 345"),
+    ("call to 254-712-345-678", "345-678"),
     ("fetching https://user:pa55word@host.example/a.mp3", "pa55word"),
     ("postgresql://voice:db-pa55@127.0.0.1/voice", "db-pa55"),
     ("call to +254712345678 placed", "254712345678"),
@@ -85,7 +95,25 @@ def test_redact_masks_each_kind_of_secret(line, secret):
         logs.remember_secrets({})
 
 
+def test_redact_stays_linear_on_hostile_lines():
+    """Long runs that almost match (a scheme without `://`, digits and dashes) come back whole, not mangled."""
+    for line in ("a." * 4000 + "://x", "1-" * 4000, "1 " * 4000, "token=" * 2000):
+        assert len(logs.redact(line)) <= len(line) + 16
+
+
+def test_extra_fields_of_a_record_are_redacted_too():
+    """The JSON format writes a record's extra fields whole: they pass through the redaction as the message does."""
+    import logging
+
+    record = logging.LogRecord("voice.access", logging.INFO, __file__, 1, "GET %s", ("/voice/calls/x",), None)
+    record.path, record.session_id = f"/voice/calls/{NUMBER}", NUMBER
+    logs.REDACT.filter(record)
+    assert NUMBER not in record.path and NUMBER not in record.session_id
+
+
 @pytest.mark.parametrize("line", [
+    "2026-12-02 10:39:28,123 INFO voice.access [-]: GET /voice/ 200 0.4ms",
+    "counts 100 200 300 400",
     "POST /voice/events 200 1.2ms session=ATVId_0123456789abcdef state=Completed caller=+2547****5678",
     "call ATVId_123456789012 ended: state=Completed duration=42s cost=0.7000 KES hangup=NORMAL_CLEARING",
     "2026-12-02 10:39:28,123 INFO voice.access [5f3a1234567890abcdef1234567890ab]: GET /voice/ 200 0.4ms",

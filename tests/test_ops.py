@@ -12,18 +12,15 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import create_app
-from tests.conftest import API_KEY, WEBHOOK_TOKEN, postgres_url
-from tests.test_records import database_locked
+from tests.helpers import BEARER, EVENTS, KEY, database_locked
 from voice.store.db import db, utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
-EVENTS = f"/voice/events?token={WEBHOOK_TOKEN}"
-INSTRUCT = f"/voice/instruct?token={WEBHOOK_TOKEN}"
-KEY = {"X-API-Key": API_KEY}
-BEARER = {"Authorization": f"Bearer {API_KEY}"}
 FINAL = {"isActive": "0", "direction": "Inbound", "callSessionState": "Completed", "durationInSeconds": "42",
          "amount": "2.5", "currencyCode": "KES", "hangupCause": "NORMAL_CLEARING", "callerNumber": "+254712345678",
          "destinationNumber": "+254711000000"}
+
+pytestmark = pytest.mark.both_databases
 
 
 def samples(client):
@@ -85,7 +82,7 @@ def test_http_requests_are_counted_by_route_and_status_with_their_latency(client
     assert moved.by == 1
 
 
-def test_a_dialout_is_counted_with_ats_status_and_the_request_to_at_timed(client, fake_at):
+def test_a_dialout_is_counted_with_ats_status_and_the_request_to_at_timed(client, simulated_at):
     with Moves(client, "voice_dialouts_total", outcome="queued", at_status="Queued") as queued, \
             Moves(client, "voice_at_requests_total", endpoint="call", outcome="ok") as asked, \
             Moves(client, "voice_at_request_duration_seconds_count", endpoint="call") as timed:
@@ -97,7 +94,7 @@ def test_a_dialout_is_counted_with_ats_status_and_the_request_to_at_timed(client
     ("254700000003", "at_call_failed", "InsufficientCredit"),
     ("254700000500", "at_rejected", "none"),
 ])
-def test_a_failed_dialout_is_counted_by_outcome(client, fake_at, phone, outcome, at_status):
+def test_a_failed_dialout_is_counted_by_outcome(client, simulated_at, phone, outcome, at_status):
     with Moves(client, "voice_dialouts_total", outcome=outcome, at_status=at_status) as failed, \
             Moves(client, "voice_at_requests_total", endpoint="call", outcome=outcome) as asked:
         assert client.post("/voice/invoke-call", data={"phone": phone}, headers=KEY).status_code == 500
@@ -165,7 +162,7 @@ def test_each_refusal_is_counted_by_its_reason(make_app, reason, settings, reque
     assert refused.by == 1
 
 
-def test_rate_limited_dialouts_are_counted(make_app, fake_at):
+def test_rate_limited_dialouts_are_counted(make_app, simulated_at):
     client = make_app(VOICE_RATE_LIMIT_PER_KEY="1 per minute").test_client()
     with Moves(client, "voice_refusals_total", reason="rate_limit") as refused:
         client.post("/voice/invoke-call", data={"phone": "254712345678"}, headers=KEY)
@@ -210,13 +207,6 @@ def test_every_response_carries_a_request_id_and_a_well_formed_one_is_kept(clien
     replaced = client.get("/voice/", headers={"X-Request-ID": "<script>" + "x" * 300}).headers["X-Request-ID"]
     assert re.fullmatch(r"[0-9a-f]{32}", replaced)
     assert client.get("/no/such/path").headers["X-Request-ID"]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'voice.sqlite3'}"
-    return postgres_url()
 
 
 def old_calls(app, count, days_ago=100, ended=True):
@@ -294,14 +284,14 @@ def workers_that_served(log):
     return {line["process"] for line in lines if line.get("logger") == "voice.access" and line.get("path") == "/voice/"}
 
 
-def test_under_gunicorn_one_scrape_sums_every_worker_and_every_log_line_is_json(tmp_path, fake_at):
+def test_under_gunicorn_one_scrape_sums_every_worker_and_every_log_line_is_json(tmp_path, simulated_at):
     import json
 
     import requests
 
     from tests.gunicorn_helpers import log_of, served, service_env
 
-    env = service_env(tmp_path, fake_at.url, WEB_CONCURRENCY=3, GUNICORN_THREADS=2, LOG_FORMAT="json")
+    env = service_env(tmp_path, simulated_at.url, WEB_CONCURRENCY=3, GUNICORN_THREADS=2, LOG_FORMAT="json")
     with served(env, tmp_path) as (base, _):
         for _ in range(100):  # every worker up before the count starts
             if log_of(tmp_path).count("Booting worker") == 3:
@@ -318,7 +308,7 @@ def test_under_gunicorn_one_scrape_sums_every_worker_and_every_log_line_is_json(
         while len(workers_that_served(log_of(tmp_path))) < 2 and made < 400:
             assert requests.get(f"{base}/voice/", timeout=5, headers={"Connection": "close"}).status_code == 200
             made += 1
-        answer = sessions[0].post(f"{base}/voice/events?token={WEBHOOK_TOKEN}", timeout=5,
+        answer = sessions[0].post(base + EVENTS, timeout=5,
                                   data=dict(FINAL, sessionId="ATVId_g1"), headers={"X-Request-ID": "trace-42"})
         assert answer.text == "OK" and answer.headers["X-Request-ID"] == "trace-42"
         scrape = requests.get(f"{base}/metrics", headers=BEARER, timeout=5).text

@@ -1,8 +1,6 @@
 """Call records through the webhooks and dial-out, on SQLite and on a real PostgreSQL."""
 
-import sqlite3
 import xml.etree.ElementTree as ET
-from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -10,11 +8,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from app import create_app
-from tests.conftest import API_KEY, WEBHOOK_TOKEN, postgres_url
+from tests.helpers import EVENTS, INSTRUCT, KEY, database_locked
 from voice.store.db import db
 
-INSTRUCT = f"/voice/instruct?token={WEBHOOK_TOKEN}"
-EVENTS = f"/voice/events?token={WEBHOOK_TOKEN}"
+pytestmark = pytest.mark.both_databases
+
 SESSION = "ATVId_aaaabbbbccccddddeeeeffff00001111"
 CALLER = "+254712345678"
 OUR_NUMBER = "+254711000000"
@@ -24,16 +22,8 @@ FINAL = dict(ANSWERED, isActive="0", callSessionState="Completed", status="Succe
              amount="2.5000", currencyCode="KES", hangupCause="NORMAL_CLEARING", recordingUrl="https://rec.example/1.mp3")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    """Each store test runs on SQLite and on PostgreSQL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'voice.sqlite3'}"
-    return postgres_url()
-
-
 def detail(client, session=SESSION):
-    response = client.get(f"/voice/calls/{session}", headers={"X-API-Key": API_KEY})
+    response = client.get(f"/voice/calls/{session}", headers=KEY)
     assert response.status_code == 200, response.json
     return response.json
 
@@ -123,7 +113,7 @@ def test_an_unanswered_outbound_call_with_only_the_final_request(client):
 
 
 def test_a_dialout_is_recorded_and_joined_by_its_callbacks(client):
-    answer = client.post("/voice/invoke-call", data={"phone": "254712345678"}, headers={"X-API-Key": API_KEY})
+    answer = client.post("/voice/invoke-call", data={"phone": "254712345678"}, headers=KEY)
     session = answer.json["response"]["entries"][0]["sessionId"]
     found = detail(client, session)
     assert found["call"]["state"] == "Queued"
@@ -141,8 +131,8 @@ def test_a_dialout_is_recorded_and_joined_by_its_callbacks(client):
 
 
 def test_a_failed_dialout_entry_records_no_call(client):
-    client.post("/voice/invoke-call", data={"phone": "254700000003"}, headers={"X-API-Key": API_KEY})
-    calls = client.get("/voice/calls", headers={"X-API-Key": API_KEY}).json["calls"]
+    client.post("/voice/invoke-call", data={"phone": "254700000003"}, headers=KEY)
+    calls = client.get("/voice/calls", headers=KEY).json["calls"]
     assert calls == []
 
 
@@ -162,7 +152,7 @@ def test_every_acknowledged_event_survives_a_restart(make_app):
     for session in sessions:
         assert first.post(EVENTS, data=dict(FINAL, sessionId=session)).data == b"OK"
     second = make_app().test_client()
-    listed = second.get("/voice/calls?limit=200", headers={"X-API-Key": API_KEY}).json["calls"]
+    listed = second.get("/voice/calls?limit=200", headers=KEY).json["calls"]
     assert sorted(call["sessionId"] for call in listed) == sessions
 
 
@@ -179,26 +169,6 @@ def test_events_answer_503_and_instruct_still_speaks_when_the_database_is_down(c
     assert menu.status_code == 200 and ET.fromstring(menu.data).find("GetDigits") is not None
     # The final notification has no caller to hear anything: 503 makes AT send it again.
     assert client.post(INSTRUCT, data=FINAL).status_code == 503
-
-
-@contextmanager
-def database_locked(database_url):
-    """Hold the whole store locked from another connection, as a stuck writer would."""
-    if database_url.startswith("sqlite"):
-        locker = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
-        locker.execute("BEGIN EXCLUSIVE")
-        try:
-            yield
-        finally:
-            locker.execute("ROLLBACK")
-            locker.close()
-    else:
-        engine = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
-        with engine.connect() as connection:
-            connection.execute(sa.text("LOCK TABLE calls IN ACCESS EXCLUSIVE MODE"))
-            yield
-            connection.rollback()
-        engine.dispose()
 
 
 def test_a_locked_database_answers_503_then_recovers_by_itself(make_app, database_url):

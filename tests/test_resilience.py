@@ -12,22 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.conftest import AT_KEY, API_KEY, WEBHOOK_TOKEN
 from tests.gunicorn_helpers import free_port, served, service_env
-from voice.at.fake import FakeAT
+from tests.helpers import EVENTS, INSTRUCT, KEY
 
 EVENT = {"isActive": "0", "direction": "Inbound", "callSessionState": "Completed", "durationInSeconds": "12",
          "amount": "1.0", "currencyCode": "KES", "hangupCause": "NORMAL_CLEARING", "callerNumber": "+254712345678",
          "destinationNumber": "+254711000000"}
 ANSWERED = {"isActive": "1", "direction": "Inbound", "callerNumber": "+254712345678",
             "destinationNumber": "+254711000000"}
-
-
-@pytest.fixture
-def fake_at_url():
-    fake = FakeAT(api_key=AT_KEY, hang_seconds=10).start()
-    yield fake.url
-    fake.stop()
 
 
 def stored_sessions(workdir):
@@ -51,8 +43,7 @@ class Burst:
             count += 1
             session = f"ATVId_{self.prefix}_{worker}_{count}"
             try:
-                response = requests.post(f"{self.base}/voice/events?token={WEBHOOK_TOKEN}",
-                                         data=dict(EVENT, sessionId=session), timeout=5)
+                response = requests.post(self.base + EVENTS, data=dict(EVENT, sessionId=session), timeout=5)
                 if response.status_code == 200 and response.text == "OK":
                     self.acknowledged.append(session)
                 else:
@@ -82,8 +73,7 @@ def answers(base, seconds):
     started = time.monotonic()
     while time.monotonic() - started < seconds:
         try:
-            response = requests.post(f"{base}/voice/instruct?token={WEBHOOK_TOKEN}",
-                                     data=dict(ANSWERED, sessionId="ATVId_probe"), timeout=2)
+            response = requests.post(base + INSTRUCT, data=dict(ANSWERED, sessionId="ATVId_probe"), timeout=2)
             if response.status_code == 200:
                 ET.fromstring(response.content)
                 return time.monotonic() - started
@@ -93,8 +83,8 @@ def answers(base, seconds):
     raise AssertionError(f"the service did not answer again within {seconds} s")
 
 
-def test_kill_9_of_a_worker_loses_no_acknowledged_event(tmp_path, fake_at_url):
-    with served(service_env(tmp_path, fake_at_url), tmp_path) as (base, master):
+def test_kill_9_of_a_worker_loses_no_acknowledged_event(tmp_path, simulated_at_url):
+    with served(service_env(tmp_path, simulated_at_url), tmp_path) as (base, master):
         with Burst(base, "w") as burst:
             time.sleep(1.5)
             os.kill(workers_of(master)[0], signal.SIGKILL)
@@ -105,8 +95,8 @@ def test_kill_9_of_a_worker_loses_no_acknowledged_event(tmp_path, fake_at_url):
     assert not missing, f"{len(missing)} acknowledged events are not stored"
 
 
-def test_kill_9_of_the_master_loses_no_acknowledged_event_and_a_restart_serves_again(tmp_path, fake_at_url):
-    env = service_env(tmp_path, fake_at_url)
+def test_kill_9_of_the_master_loses_no_acknowledged_event_and_a_restart_serves_again(tmp_path, simulated_at_url):
+    env = service_env(tmp_path, simulated_at_url)
     with served(env, tmp_path) as (base, master):
         with Burst(base, "m") as burst:
             time.sleep(1.5)
@@ -127,7 +117,7 @@ def test_kill_9_of_the_master_loses_no_acknowledged_event_and_a_restart_serves_a
     with served(env, tmp_path, migrate=False) as (base, _):
         assert answers(base, 10) < 10
         assert time.monotonic() - started < 20
-        listed = requests.get(f"{base}/voice/calls?limit=1", headers={"X-API-Key": API_KEY}, timeout=5).json()
+        listed = requests.get(f"{base}/voice/calls?limit=1", headers=KEY, timeout=5).json()
         assert listed["calls"]
 
 
@@ -137,15 +127,14 @@ def test_kill_9_of_the_master_loses_no_acknowledged_event_and_a_restart_serves_a
     ("erroring", "254700000500", "at_rejected"),
     ("hanging", "254700000504", "at_timeout"),
 ])
-def test_a_failing_at_answers_each_dialout_within_the_bound_and_callbacks_go_on(tmp_path, fake_at_url, mode, phone,
+def test_a_failing_at_answers_each_dialout_within_the_bound_and_callbacks_go_on(tmp_path, simulated_at_url, mode, phone,
                                                                                    code):
-    url = f"http://127.0.0.1:{free_port()}" if mode == "down" else fake_at_url
+    url = f"http://127.0.0.1:{free_port()}" if mode == "down" else simulated_at_url
     env = service_env(tmp_path, url, AT_TIMEOUT_SECONDS="3")
     with served(env, tmp_path) as (base, _):
         def dial():
             started = time.monotonic()
-            response = requests.post(f"{base}/voice/invoke-call", data={"phone": phone}, headers={"X-API-Key": API_KEY},
-                                     timeout=20)
+            response = requests.post(f"{base}/voice/invoke-call", data={"phone": phone}, headers=KEY, timeout=20)
             return response, time.monotonic() - started
 
         with ThreadPoolExecutor(max_workers=6) as pool:
@@ -153,8 +142,7 @@ def test_a_failing_at_answers_each_dialout_within_the_bound_and_callbacks_go_on(
             slowest_callback = 0.0
             for n in range(20):
                 started = time.monotonic()
-                response = requests.post(f"{base}/voice/instruct?token={WEBHOOK_TOKEN}",
-                                         data=dict(ANSWERED, sessionId=f"ATVId_cb{n}"), timeout=5)
+                response = requests.post(base + INSTRUCT, data=dict(ANSWERED, sessionId=f"ATVId_cb{n}"), timeout=5)
                 assert response.status_code == 200 and ET.fromstring(response.content).tag == "Response"
                 slowest_callback = max(slowest_callback, time.monotonic() - started)
             results = [f.result() for f in dials]
@@ -167,35 +155,33 @@ def test_a_failing_at_answers_each_dialout_within_the_bound_and_callbacks_go_on(
         assert response.status_code == 500 and response.json()["error"] == code
 
 
-def test_a_locked_database_gives_503_on_events_xml_on_instruct_and_recovers(tmp_path, fake_at_url):
-    with served(service_env(tmp_path, fake_at_url, DATABASE_TIMEOUT_SECONDS="0.5"), tmp_path) as (base, _):
+def test_a_locked_database_gives_503_on_events_xml_on_instruct_and_recovers(tmp_path, simulated_at_url):
+    with served(service_env(tmp_path, simulated_at_url, DATABASE_TIMEOUT_SECONDS="0.5"), tmp_path) as (base, _):
         locker = sqlite3.connect(tmp_path / "voice.sqlite3", isolation_level=None)
         locker.execute("BEGIN EXCLUSIVE")
         try:
-            event = requests.post(f"{base}/voice/events?token={WEBHOOK_TOKEN}", data=dict(EVENT, sessionId="ATVId_l1"),
+            event = requests.post(base + EVENTS, data=dict(EVENT, sessionId="ATVId_l1"),
                                   timeout=10)
             assert event.status_code == 503 and event.headers["Retry-After"]
-            menu = requests.post(f"{base}/voice/instruct?token={WEBHOOK_TOKEN}",
-                                 data=dict(ANSWERED, sessionId="ATVId_l2"), timeout=10)
+            menu = requests.post(base + INSTRUCT, data=dict(ANSWERED, sessionId="ATVId_l2"), timeout=10)
             assert menu.status_code == 200 and ET.fromstring(menu.content).find("GetDigits") is not None
         finally:
             locker.execute("ROLLBACK")
             locker.close()
-        again = requests.post(f"{base}/voice/events?token={WEBHOOK_TOKEN}", data=dict(EVENT, sessionId="ATVId_l1"),
+        again = requests.post(base + EVENTS, data=dict(EVENT, sessionId="ATVId_l1"),
                               timeout=10)
         assert again.text == "OK"
     assert "ATVId_l1" in stored_sessions(tmp_path)
 
 
-def test_every_answered_instruct_callback_is_stored_through_a_graceful_stop(tmp_path, fake_at_url):
+def test_every_answered_instruct_callback_is_stored_through_a_graceful_stop(tmp_path, simulated_at_url):
     sessions = [f"ATVId_gs{n}" for n in range(300)]
 
     def post(session):
-        response = requests.post(f"{base}/voice/instruct?token={WEBHOOK_TOKEN}",
-                                 data=dict(ANSWERED, sessionId=session), timeout=10)
+        response = requests.post(base + INSTRUCT, data=dict(ANSWERED, sessionId=session), timeout=10)
         assert response.status_code == 200 and ET.fromstring(response.content).tag == "Response"
 
-    with served(service_env(tmp_path, fake_at_url), tmp_path) as (base, master):
+    with served(service_env(tmp_path, simulated_at_url), tmp_path) as (base, master):
         with ThreadPoolExecutor(max_workers=12) as pool:
             list(pool.map(post, sessions))
         master.send_signal(signal.SIGTERM)  # what a deploy does; served() then waits for the exit

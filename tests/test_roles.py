@@ -5,13 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import API_KEY, WEBHOOK_TOKEN
+from tests.helpers import API_KEY, EVENTS, KEY, WEBHOOK_TOKEN
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 KEYS = {"admin": API_KEY, "dialer": "dialer-key-0123456789", "viewer": "viewer-key-0123456789"}
 LABELS = {"admin": "default", "dialer": "acme", "viewer": "board"}
 SETTINGS = {"VOICE_API_KEYS": f"acme:{KEYS['dialer']}:dialer,board:{KEYS['viewer']}:viewer", "SECRET_KEY": "test-secret"}
-EVENTS = f"/voice/events?token={WEBHOOK_TOKEN}"
 
 
 def table():
@@ -36,7 +35,7 @@ def test_the_table_covers_every_route_of_the_app(make_app):
     app = make_app(**SETTINGS)
     listed = {(method, path.replace("<sessionId>", "<session_id>")) for method, path, _ in ROWS}
     for rule in app.url_map.iter_rules():
-        if rule.endpoint.split(".")[0] not in ("voice", "ops", "console") or rule.endpoint == "console.static":
+        if rule.endpoint.split(".")[0] not in ("webhooks", "api", "history", "ops", "console") or rule.endpoint == "console.static":
             continue
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             if rule.endpoint in ("console.sign_in", "console.sign_out", "console.home"):
@@ -46,7 +45,7 @@ def test_the_table_covers_every_route_of_the_app(make_app):
 
 
 @pytest.fixture
-def served(make_app, fake_at):
+def served(make_app, simulated_at):
     """The app with a key of each role, and a call the dialer placed (its sessionId)."""
     app = make_app(**SETTINGS)
     client = app.test_client()
@@ -125,7 +124,7 @@ def test_a_dialer_sees_only_the_calls_it_placed(served):
 
 def test_a_dialer_sees_only_its_calls_in_the_console_too(served):
     app, mine = served
-    app.test_client().post("/voice/invoke-call", data={"phone": "254712345670"}, headers={"X-API-Key": API_KEY})
+    app.test_client().post("/voice/invoke-call", data={"phone": "254712345670"}, headers=KEY)
     client, _ = console_client(app, "dialer")
     shown = set(re.findall(r'data-session="([^"]+)"', client.get("/voice/console/calls").get_data(as_text=True)))
     assert shown == {mine}

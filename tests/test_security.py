@@ -10,11 +10,8 @@ from urllib.parse import urlparse
 import pytest
 
 from app import create_app
-from tests.conftest import API_KEY, WEBHOOK_TOKEN
+from tests.helpers import API_KEY, EVENTS, INSTRUCT, KEY, WEBHOOK_TOKEN
 
-INSTRUCT = f"/voice/instruct?token={WEBHOOK_TOKEN}"
-EVENTS = f"/voice/events?token={WEBHOOK_TOKEN}"
-KEY = {"X-API-Key": API_KEY}
 OUTBOUND = {"sessionId": "ATVId_forged0000", "isActive": "1", "direction": "Outbound",
             "callerNumber": "+254712345678", "destinationNumber": "+254711000000"}
 
@@ -25,7 +22,7 @@ def dial(client, phone="254712345678", headers=KEY):
 
 # Keys
 
-def test_labelled_keys_each_work_and_name_the_caller(make_app, fake_at):
+def test_labelled_keys_each_work_and_name_the_caller(make_app, simulated_at):
     client = make_app(VOICE_API_KEY="", VOICE_API_KEYS="ops:ops-key-1111, crm:crm-key-2222").test_client()
     for label, key in (("ops", "ops-key-1111"), ("crm", "crm-key-2222")):
         answer = dial(client, headers={"Authorization": f"Bearer {key}"})
@@ -60,12 +57,12 @@ def test_a_malformed_key_setting_stops_start_up_without_showing_keys(config, set
 
 # Destinations
 
-def test_destinations_outside_the_allowed_countries_are_403(make_app, fake_at):
+def test_destinations_outside_the_allowed_countries_are_403(make_app, simulated_at):
     client = make_app(VOICE_ALLOWED_COUNTRY_CODES="254, +256").test_client()
     refused = dial(client, "255712345678")
     assert refused.status_code == 403
     assert refused.json["error"] == "destination_not_allowed" and "+254" in refused.json["message"]
-    assert fake_at.requests == []
+    assert simulated_at.requests == []
     assert dial(client, "256772123456").status_code == 200
     assert dial(client, "254712345678").status_code == 200
 
@@ -78,11 +75,11 @@ def test_destinations_outside_the_allowed_countries_are_403(make_app, fake_at):
     ("25412345", "wrong number of digits"),
     ("254900123456", "numbering plan"),
 ])
-def test_premium_short_and_satellite_numbers_are_refused(client, fake_at, phone, reason):
+def test_premium_short_and_satellite_numbers_are_refused(client, simulated_at, phone, reason):
     response = dial(client, phone)
     assert response.status_code == 400
     assert response.json["error"] == "invalid_phone" and reason in response.json["message"]
-    assert fake_at.requests == []
+    assert simulated_at.requests == []
 
 
 # Rate limits
@@ -113,11 +110,11 @@ def test_refused_requests_do_not_use_up_the_limits(make_app):
     assert dial(client).status_code == 200
 
 
-def test_an_unreachable_limit_store_fails_closed_with_503(make_app, fake_at):
+def test_an_unreachable_limit_store_fails_closed_with_503(make_app, simulated_at):
     client = make_app(RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0").test_client()
     response = dial(client)
     assert response.status_code == 503 and response.json["error"] == "limits_unavailable"
-    assert fake_at.requests == []
+    assert simulated_at.requests == []
 
 
 def test_dialouts_beyond_the_in_flight_cap_are_503_at_once(make_app):
@@ -209,11 +206,11 @@ def test_duplicate_fields_are_400(client, path):
     assert response.status_code == 400
 
 
-def test_a_duplicate_client_request_id_is_400(client, fake_at):
+def test_a_duplicate_client_request_id_is_400(client, simulated_at):
     response = client.post("/voice/invoke-call?clientRequestId=a", data={"phone": "254712345670",
                                                                          "clientRequestId": "b"}, headers=KEY)
     assert response.status_code == 400 and response.json["error"] == "duplicate_field"
-    assert fake_at.requests == []
+    assert simulated_at.requests == []
 
 
 @pytest.mark.parametrize("path, status", [(EVENTS, 415), ("/voice/invoke-call", 415)])
@@ -276,7 +273,7 @@ def test_logs_hold_no_key_no_token_no_whole_number(make_app, caplog):
 
 # What a probe found: each fault's class
 
-def test_a_dialer_cannot_tell_another_keys_live_call_from_an_unknown_or_ended_one(make_app, fake_at):
+def test_a_dialer_cannot_tell_another_keys_live_call_from_an_unknown_or_ended_one(make_app, simulated_at):
     client = make_app(VOICE_API_KEYS="a:dialer-a-key-0123:dialer,b:dialer-b-key-0123:dialer").test_client()
     owner, other = {"X-API-Key": "dialer-a-key-0123"}, {"X-API-Key": "dialer-b-key-0123"}
     live, ended = (dial(client, phone, owner).json["response"]["entries"][0]["sessionId"]
@@ -331,7 +328,7 @@ def test_a_callback_without_inbound_must_be_ours_when_verifying(make_app, direct
     assert client.post(INSTRUCT, data=form).status_code == 403
 
 
-def test_wrong_keys_are_limited_per_address(make_app, fake_at):
+def test_wrong_keys_are_limited_per_address(make_app, simulated_at):
     client = make_app(VOICE_BAD_KEY_LIMIT="3 per minute").test_client()
     guesses = [client.get("/voice/calls", headers={"X-API-Key": f"guess-{n}"}).status_code for n in range(4)]
     assert guesses == [401, 401, 401, 429]
@@ -340,3 +337,18 @@ def test_wrong_keys_are_limited_per_address(make_app, fake_at):
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
     # ...while another address goes on.
     assert client.get("/voice/calls", headers=KEY, environ_base={"REMOTE_ADDR": "10.1.2.3"}).status_code == 200
+
+
+def test_every_wrong_key_limit_of_the_setting_holds(make_app):
+    client = make_app(VOICE_BAD_KEY_LIMIT="100 per minute;2 per hour").test_client()
+    guesses = [client.get("/voice/calls", headers={"X-API-Key": f"guess-{n}"}).status_code for n in range(3)]
+    assert guesses == [401, 401, 429]
+
+
+def test_a_failing_limits_store_does_not_close_the_api_to_right_keys(make_app, tmp_path):
+    # A limits file in a folder that cannot be made: every look at the store fails.
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    client = make_app(RATELIMIT_STORAGE_URI=f"sqlite:///{blocker}/limits.sqlite3").test_client()
+    assert client.get("/voice/calls", headers=KEY).status_code == 200
+    assert client.get("/voice/calls", headers={"X-API-Key": "guess"}).status_code == 401

@@ -6,23 +6,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
-from tests.conftest import API_KEY, WEBHOOK_TOKEN
 from tests.gunicorn_helpers import free_port, log_of, served, service_env
+from tests.helpers import KEY, WEBHOOK_TOKEN
 from voice.at.simulator import SimulatedCall, SimulationError, check_document
-
-KEY = {"X-API-Key": API_KEY}
-
-
-@pytest.fixture
-def live_app(app):
-    """The test app served over real HTTP on 127.0.0.1 from this process."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
 
 
 def simulate(base, **options):
@@ -123,9 +110,9 @@ def test_the_simulate_command_prints_a_transcript(app, live_app):
 
 
 def test_the_simulator_under_gunicorn(tmp_path):
-    from voice.at.fake import FakeAT
+    from voice.at.simulated import SimulatedAT
 
-    fake = FakeAT().start()
+    fake = SimulatedAT().start()
     try:
         with served(service_env(tmp_path, fake.url), tmp_path) as (base, _):
             call, final, lines = simulate(base, digits=["7", "1"])
@@ -138,7 +125,7 @@ def test_the_simulator_under_gunicorn(tmp_path):
 
 def offline_env(tmp_path):
     """What `make run` gives a fresh clone: no AT credentials, VOICE_SIMULATE=auto from .env.example."""
-    env = service_env(tmp_path, "unused", VOICE_SIMULATE="auto", VOICE_FAKE_AT_PORT=free_port())
+    env = service_env(tmp_path, "unused", VOICE_SIMULATE="auto", VOICE_SIMULATED_AT_PORT=free_port())
     for name in ("AT_USERNAME", "AT_API_KEY", "AT_VOICE_NUMBER", "AT_VOICE_API_URL", "AT_WEBRTC_API_URL"):
         env.pop(name)
     return env
@@ -202,3 +189,19 @@ def test_init_env_adds_a_secret_an_older_env_lacks(app, tmp_path):
     assert "VOICE_API_KEY=kept-as-it-was" in written and "VOICE_WEBHOOK_TOKEN=also-kept" in written
     secret = next(line for line in written.splitlines() if line.startswith("SECRET_KEY=")).split("=", 1)[1]
     assert len(secret) >= 32 and "SECRET_KEY" in result.output and secret not in result.output
+
+
+def test_the_simulated_ats_old_setting_names_still_work():
+    from voice import settings
+
+    read = settings.from_environ({"VOICE_FAKE_AT_PORT": "9001", "VOICE_FAKE_AT_DIGITS": "2",
+                                  "VOICE_FAKE_AT_ANSWER_SECONDS": "0.5"})
+    assert read == {"VOICE_SIMULATED_AT_PORT": 9001, "VOICE_SIMULATED_AT_DIGITS": "2",
+                    "VOICE_SIMULATED_AT_ANSWER_SECONDS": 0.5}
+    assert settings.from_environ({"VOICE_FAKE_AT_PORT": "9001", "VOICE_SIMULATED_AT_PORT": "9002"}) == {
+        "VOICE_SIMULATED_AT_PORT": 9002}
+
+
+def test_the_simulated_ats_old_command_name_still_works(app):
+    result = app.test_cli_runner().invoke(args=["voice", "fake-at", "--help"])
+    assert result.exit_code == 0 and "--bridge-seconds" in result.output

@@ -10,24 +10,18 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.datastructures import MultiDict
 
-from tests.conftest import WEBHOOK_TOKEN, postgres_url
+from tests.helpers import EVENTS, postgres_url
 from voice import callbacks
 from voice.store import records
 from voice.store.db import StoreUnavailable, db
 from voice.store.group import GroupCommit
 
-EVENTS = f"/voice/events?token={WEBHOOK_TOKEN}"
+pytestmark = pytest.mark.both_databases
+
 CALL = {"isActive": "1", "direction": "Inbound", "callerNumber": "+254712345678",
         "destinationNumber": "+254711000000", "callSessionState": "Answered"}
 FINAL = dict(CALL, isActive="0", callSessionState="Completed", durationInSeconds="30", amount="1.5",
              currencyCode="KES", hangupCause="NORMAL_CLEARING")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'voice.sqlite3'}"
-    return postgres_url()
 
 
 def write(app, source="events", **fields):

@@ -5,7 +5,6 @@ routes' checks and protections, and the records the notifications leave.
 """
 
 import logging
-import socket
 import subprocess
 import sys
 import time
@@ -17,40 +16,14 @@ from flask_migrate import upgrade
 
 from app import create_app
 
-from tests.conftest import AT_KEY, API_KEY, WEBHOOK_TOKEN
-from tests.gunicorn_helpers import served, service_env
-from voice.at.fake import FakeAT
+from tests.gunicorn_helpers import free_port, served, service_env
+from tests.helpers import AT_KEY, EVENTS, KEY, WEBHOOK_TOKEN, live_call, make_live, sent
+from voice.at.simulated import SimulatedAT
 from voice.at.client import ATError, VoiceClient
-from voice.at.simulator import SimulatedCall
 from voice.store.db import db
 
-KEY = {"X-API-Key": API_KEY}
-EVENTS = f"/voice/events?token={WEBHOOK_TOKEN}"
 OURS = "+254711000000"
 SECOND = "+254711000002"
-
-
-@pytest.fixture
-def voice(fake_at):
-    return VoiceClient("testapp", AT_KEY, OURS, base_url=fake_at.url, timeout=1.0)
-
-
-def sent(fake_at, path):
-    """The forms the simulated AT received on `path`."""
-    return [request["form"] for request in fake_at.requests if request["path"] == path]
-
-
-def live_call(client, session="ATVId_live1", caller="+254712345678"):
-    """A call in progress, as AT's first notification records it."""
-    form = {"sessionId": session, "isActive": "1", "direction": "Inbound", "callerNumber": caller,
-            "destinationNumber": OURS, "callSessionState": "Answered"}
-    assert client.post(EVENTS, data=form).data == b"OK"
-    return session
-
-
-def make_live(fake_at, session):
-    """Have the simulated AT hold `session` as a connected call, as it does while a call is bridged."""
-    fake_at.live[session] = SimulatedCall("http://127.0.0.1:9", session_id=session, say=lambda line: None)
 
 
 # The client wrapper: every failure of each new request maps to one of our errors.
@@ -63,10 +36,10 @@ FAILURES = [
 ]
 
 
-def test_queue_status_answers_ats_entries(voice, fake_at):
+def test_queue_status_answers_ats_entries(voice, simulated_at):
     entries = voice.queue_status([OURS])
     assert entries == [{"phoneNumber": OURS, "queueName": "", "numCalls": 0}]
-    assert sent(fake_at, "/queueStatus")[-1] == {"username": "testapp", "phoneNumbers": OURS}
+    assert sent(simulated_at, "/queueStatus")[-1] == {"username": "testapp", "phoneNumbers": OURS}
 
 
 @pytest.mark.parametrize("number, code, words", FAILURES + [("+254700000409", "at_rejected", "Not a voice number")])
@@ -82,9 +55,9 @@ def test_queue_status_with_a_charset_content_type_is_still_read(voice):
     assert voice.queue_status(["+254700000200"])[0]["numCalls"] == 0
 
 
-def test_media_upload_is_taken_on_201(voice, fake_at):
+def test_media_upload_is_taken_on_201(voice, simulated_at):
     voice.upload_media("https://media.example.com/hold.mp3")
-    assert sent(fake_at, "/mediaUpload")[-1] == {"username": "testapp", "phoneNumber": OURS,
+    assert sent(simulated_at, "/mediaUpload")[-1] == {"username": "testapp", "phoneNumber": OURS,
                                                  "url": "https://media.example.com/hold.mp3"}
 
 
@@ -99,11 +72,11 @@ def test_media_upload_anything_but_201_is_an_error_with_ats_text(voice, number, 
     assert caught.value.code == code and words in caught.value.message
 
 
-def test_transfer_of_a_live_call_posts_what_at_expects(voice, fake_at):
-    make_live(fake_at, "ATVId_t1")
+def test_transfer_of_a_live_call_posts_what_at_expects(voice, simulated_at):
+    make_live(simulated_at, "ATVId_t1")
     answer = voice.transfer("ATVId_t1", "+254712000001", "caller", "https://media.example.com/hold.mp3")
     assert answer["callTransferResponse"]["status"] == "Success"
-    assert sent(fake_at, "/callTransfer")[-1] == {
+    assert sent(simulated_at, "/callTransfer")[-1] == {
         "username": "testapp", "sessionId": "ATVId_t1", "phoneNumber": "+254712000001", "callLeg": "caller",
         "holdMusicUrl": "https://media.example.com/hold.mp3"}
 
@@ -125,10 +98,7 @@ def test_transfer_failures_map_like_dial_out(voice, number, code, words):
 
 
 def test_every_new_request_maps_an_unreachable_at():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    voice = VoiceClient("testapp", AT_KEY, OURS, base_url=f"http://127.0.0.1:{port}", timeout=1.0)
+    voice = VoiceClient("testapp", AT_KEY, OURS, base_url=f"http://127.0.0.1:{free_port()}", timeout=1.0)
     for ask in (lambda: voice.queue_status([OURS]), lambda: voice.upload_media("https://m.example.com/a.wav"),
                 lambda: voice.transfer("ATVId_t1", "+254712000001"),
                 lambda: voice.call(["+254712345678"], client_request_id="r1")):
@@ -139,28 +109,28 @@ def test_every_new_request_maps_an_unreachable_at():
 
 # GET /voice/queue
 
-def test_queue_route_defaults_to_our_number(client, fake_at):
+def test_queue_route_defaults_to_our_number(client, simulated_at):
     response = client.get("/voice/queue", headers=KEY)
     assert response.status_code == 200
     assert response.json == {"queues": [{"phoneNumber": OURS, "queueName": "", "numCalls": 0}]}
 
 
-def test_queue_route_takes_several_of_our_numbers(make_app, fake_at):
+def test_queue_route_takes_several_of_our_numbers(make_app, simulated_at):
     client = make_app(AT_VOICE_NUMBERS=f"{SECOND}, +254711000003").test_client()
     response = client.get(f"/voice/queue?phone={OURS}&phone=254711000002,254711000003", headers=KEY)
     assert [queue["phoneNumber"] for queue in response.json["queues"]] == [OURS, SECOND, "+254711000003"]
 
 
 @pytest.mark.parametrize("query, code", [("phone=254712345678", "not_our_number"), ("phone=12", "invalid_phone")])
-def test_queue_route_refuses_numbers_that_are_not_ours(client, fake_at, query, code):
+def test_queue_route_refuses_numbers_that_are_not_ours(client, simulated_at, query, code):
     response = client.get("/voice/queue?" + query, headers=KEY)
     assert response.status_code == 400 and response.json["error"] == code
-    assert fake_at.requests == []
+    assert simulated_at.requests == []
 
 
-def test_queue_route_needs_the_key(client, fake_at):
+def test_queue_route_needs_the_key(client, simulated_at):
     assert client.get("/voice/queue").status_code == 401
-    assert fake_at.requests == []
+    assert simulated_at.requests == []
 
 
 @pytest.mark.parametrize("number, code", [(number, code) for number, code, _ in FAILURES]
@@ -173,20 +143,20 @@ def test_queue_route_answers_ats_failures_as_json_500(make_app, number, code):
 
 # POST /voice/media
 
-def test_media_route_has_at_fetch_the_file(client, fake_at):
+def test_media_route_has_at_fetch_the_file(client, simulated_at):
     response = client.post("/voice/media", json={"url": "https://media.example.com/menu.wav"}, headers=KEY)
     assert response.status_code == 200
     assert response.json["phoneNumber"] == OURS and response.json["url"] == "https://media.example.com/menu.wav"
-    assert sent(fake_at, "/mediaUpload")[-1]["url"] == "https://media.example.com/menu.wav"
+    assert sent(simulated_at, "/mediaUpload")[-1]["url"] == "https://media.example.com/menu.wav"
 
 
 @pytest.mark.parametrize("body", [{}, {"url": "javascript:alert(1)"}, {"url": "ftp://m.example.com/a.mp3"},
                                   {"url": "https://m.example.com/a.ogg"}, {"url": "https://m.example.com/" + "a" * 3000 + ".mp3"},
                                   {"url": "https://m.example.com/a.mp3", "phone": "254712345678"}, {"url": ["x"]}])
-def test_media_route_refuses_what_at_cannot_play_before_asking_it(client, fake_at, body):
+def test_media_route_refuses_what_at_cannot_play_before_asking_it(client, simulated_at, body):
     response = client.post("/voice/media", json=body, headers=KEY)
     assert response.status_code == 400 and response.json["error"] in ("bad_field", "not_our_number")
-    assert fake_at.requests == []
+    assert simulated_at.requests == []
 
 
 def test_media_route_answers_ats_refusal_with_its_text(make_app):
@@ -197,21 +167,21 @@ def test_media_route_answers_ats_refusal_with_its_text(make_app):
     assert "HTTP 200" in response.json["message"]
 
 
-def test_media_command_uploads_from_the_shell(app, fake_at):
+def test_media_command_uploads_from_the_shell(app, simulated_at):
     result = app.test_cli_runner().invoke(args=["voice", "media", "upload", "https://m.example.com/hold.mp3"])
     assert result.exit_code == 0 and "uploaded" in result.output
-    assert sent(fake_at, "/mediaUpload")[-1]["url"] == "https://m.example.com/hold.mp3"
+    assert sent(simulated_at, "/mediaUpload")[-1]["url"] == "https://m.example.com/hold.mp3"
 
 
-def test_flow_check_offers_to_upload_every_audio_file(app, fake_at):
+def test_flow_check_offers_to_upload_every_audio_file(app, simulated_at):
     runner = app.test_cli_runner()
     declined = runner.invoke(args=["voice", "flow", "check", "tests/flows/every_action.yaml", "--upload-media"],
                              input="n\n")
     assert declined.exit_code == 0 and "https://media.example.com/hold.mp3" in declined.output
-    assert sent(fake_at, "/mediaUpload") == []
+    assert sent(simulated_at, "/mediaUpload") == []
     taken = runner.invoke(args=["voice", "flow", "check", "tests/flows/every_action.yaml", "--upload-media", "--yes"])
     assert taken.exit_code == 0, taken.output
-    assert {form["url"] for form in sent(fake_at, "/mediaUpload")} == {
+    assert {form["url"] for form in sent(simulated_at, "/mediaUpload")} == {
         "https://media.example.com/intro.mp3", "https://media.example.com/ring.mp3",
         "https://media.example.com/beep-prompt.wav", "https://media.example.com/hold.mp3",
         "https://media.example.com/menu.mp3"}
@@ -219,18 +189,18 @@ def test_flow_check_offers_to_upload_every_audio_file(app, fake_at):
 
 # POST /voice/calls/<sessionId>/transfer
 
-def test_transfer_of_a_live_call_is_done_and_noted_on_the_call(client, fake_at):
+def test_transfer_of_a_live_call_is_done_and_noted_on_the_call(client, simulated_at):
     session = live_call(client)
-    make_live(fake_at, session)
+    make_live(simulated_at, session)
     response = client.post(f"/voice/calls/{session}/transfer", json={"phone": "254712000001"}, headers=KEY)
     assert response.status_code == 200, response.json
     assert response.json["phoneNumber"] == "+254712000001" and response.json["callLeg"] == "callee"
-    assert sent(fake_at, "/callTransfer")[-1]["callLeg"] == "callee"
+    assert sent(simulated_at, "/callTransfer")[-1]["callLeg"] == "callee"
     events = client.get(f"/voice/calls/{session}", headers=KEY).json["events"]
     assert events[-1]["type"] == "TransferRequested" and events[-1]["payload"]["requestedBy"] == "default"
 
 
-def test_a_transfer_at_aborts_is_an_error_and_noted_on_the_call(client, fake_at):
+def test_a_transfer_at_aborts_is_an_error_and_noted_on_the_call(client, simulated_at):
     session = live_call(client)
     response = client.post(f"/voice/calls/{session}/transfer", data={"phone": "254712000001"}, headers=KEY)
     assert response.status_code == 500 and response.json["error"] == "at_transfer_failed"
@@ -239,14 +209,14 @@ def test_a_transfer_at_aborts_is_an_error_and_noted_on_the_call(client, fake_at)
     assert events[-1]["type"] == "TransferRefused" and events[-1]["payload"]["status"] == "Aborted"
 
 
-def test_transfer_of_an_unknown_or_ended_call_is_409_and_nothing_reaches_at(client, fake_at):
+def test_transfer_of_an_unknown_or_ended_call_is_409_and_nothing_reaches_at(client, simulated_at):
     ended = {"sessionId": "ATVId_done", "isActive": "0", "callSessionState": "Completed", "direction": "Inbound",
              "callerNumber": "+254712345678", "destinationNumber": OURS}
     client.post(EVENTS, data=ended)
     for session in ("ATVId_unknown", "ATVId_done", "bad%20id"):
         response = client.post(f"/voice/calls/{session}/transfer", data={"phone": "254712000001"}, headers=KEY)
         assert response.status_code == 409 and response.json["error"] == "call_not_in_progress"
-    assert sent(fake_at, "/callTransfer") == []
+    assert sent(simulated_at, "/callTransfer") == []
 
 
 @pytest.mark.parametrize("body, status, code", [
@@ -256,26 +226,26 @@ def test_transfer_of_an_unknown_or_ended_call_is_409_and_nothing_reaches_at(clie
     ({"phone": "254712000001", "callLeg": "both"}, 400, "bad_field"),
     ({"phone": "254712000001", "holdMusicUrl": "javascript:x"}, 400, "bad_field"),
 ])
-def test_a_transfer_passes_every_dial_out_protection(make_app, fake_at, body, status, code):
+def test_a_transfer_passes_every_dial_out_protection(make_app, simulated_at, body, status, code):
     client = make_app(VOICE_ALLOWED_COUNTRY_CODES="254,1").test_client()
     session = live_call(client)
-    make_live(fake_at, session)
+    make_live(simulated_at, session)
     response = client.post(f"/voice/calls/{session}/transfer", json=body, headers=KEY)
     assert response.status_code == status and response.json["error"] == code
-    assert sent(fake_at, "/callTransfer") == []
+    assert sent(simulated_at, "/callTransfer") == []
 
 
-def test_transfers_count_against_the_dial_out_limits(make_app, fake_at):
+def test_transfers_count_against_the_dial_out_limits(make_app, simulated_at):
     client = make_app(VOICE_RATE_LIMIT_PER_DESTINATION="1 per hour").test_client()
     assert client.get("/voice/invoke-call?phone=254712000001", headers=KEY).status_code == 200
     session = live_call(client)
-    make_live(fake_at, session)
+    make_live(simulated_at, session)
     response = client.post(f"/voice/calls/{session}/transfer", json={"phone": "254712000001"}, headers=KEY)
     assert response.status_code == 429 and int(response.headers["Retry-After"]) > 60
-    assert sent(fake_at, "/callTransfer") == []
+    assert sent(simulated_at, "/callTransfer") == []
 
 
-def test_transfer_needs_the_key(client, fake_at):
+def test_transfer_needs_the_key(client, simulated_at):
     session = live_call(client)
     assert client.post(f"/voice/calls/{session}/transfer", json={"phone": "254712000001"}).status_code == 401
 
@@ -311,12 +281,12 @@ def test_queue_notifications_are_folded_onto_the_call(client):
 
 # Several numbers in one dial-out
 
-def test_several_numbers_are_one_at_request_with_each_entry(client, fake_at):
+def test_several_numbers_are_one_at_request_with_each_entry(client, simulated_at):
     response = client.post("/voice/invoke-call", json={"phone": ["254712345678", "+254712345670"]}, headers=KEY)
     assert response.status_code == 200
     assert [(c["phoneNumber"], c["status"]) for c in response.json["calls"]] == [
         ("+254712345678", "Queued"), ("+254712345670", "Queued")]
-    assert sent(fake_at, "/call") == [{"username": "testapp", "from": OURS, "to": "+254712345678,+254712345670"}]
+    assert sent(simulated_at, "/call") == [{"username": "testapp", "from": OURS, "to": "+254712345678,+254712345670"}]
     for call in response.json["calls"]:
         assert client.get(f"/voice/calls/{call['sessionId']}", headers=KEY).status_code == 200
 
@@ -326,7 +296,7 @@ def test_several_numbers_are_one_at_request_with_each_entry(client, fake_at):
     {"query_string": "phone=254712345678,254712345670"},
     {"data": {"phone": ["254712345678", "254712345670"]}},
 ])
-def test_several_numbers_may_be_repeated_or_comma_separated(client, fake_at, request_kwargs):
+def test_several_numbers_may_be_repeated_or_comma_separated(client, simulated_at, request_kwargs):
     response = client.post("/voice/invoke-call", headers=KEY, **request_kwargs)
     assert response.status_code == 200 and len(response.json["calls"]) == 2
 
@@ -348,20 +318,20 @@ def test_a_dial_out_where_none_was_queued_is_500(client):
     (["254712345678", "12"], 400, "invalid_phone"),
     ([f"2547123456{i:02d}" for i in range(11)], 400, "too_many_numbers"),
 ])
-def test_one_refused_number_refuses_the_whole_request_before_at(make_app, fake_at, numbers, status, code):
+def test_one_refused_number_refuses_the_whole_request_before_at(make_app, simulated_at, numbers, status, code):
     client = make_app(VOICE_ALLOWED_COUNTRY_CODES="254,1").test_client()
     response = client.post("/voice/invoke-call", json={"phone": numbers}, headers=KEY)
     assert response.status_code == status and response.json["error"] == code
-    assert fake_at.requests == []
+    assert simulated_at.requests == []
 
 
-def test_each_number_is_limited_on_its_own(make_app, fake_at):
+def test_each_number_is_limited_on_its_own(make_app, simulated_at):
     client = make_app(VOICE_RATE_LIMIT_PER_DESTINATION="1 per hour").test_client()
     assert client.post("/voice/invoke-call", json={"phone": ["254712345601", "254712345602"]},
                        headers=KEY).status_code == 200
     refused = client.post("/voice/invoke-call", json={"phone": ["254712345603", "254712345602"]}, headers=KEY)
     assert refused.status_code == 429 and refused.json["error"] == "too_many_requests"
-    assert len(sent(fake_at, "/call")) == 1
+    assert len(sent(simulated_at, "/call")) == 1
     # The refused request counted nothing against the number it did not reach.
     assert client.post("/voice/invoke-call", json={"phone": "254712345603"}, headers=KEY).status_code == 200
 
@@ -375,29 +345,29 @@ def test_each_number_counts_against_the_keys_limit(make_app):
 
 # clientRequestId
 
-def test_a_client_request_id_goes_to_at_onto_the_calls_and_back(client, fake_at):
+def test_a_client_request_id_goes_to_at_onto_the_calls_and_back(client, simulated_at):
     response = client.post("/voice/invoke-call", json={"phone": ["254712345678", "254712345670"],
                                                        "clientRequestId": "order-42"}, headers=KEY)
     assert response.status_code == 200 and response.json["clientRequestId"] == "order-42"
-    assert sent(fake_at, "/call")[-1]["clientRequestId"] == "order-42"
+    assert sent(simulated_at, "/call")[-1]["clientRequestId"] == "order-42"
     client.post("/voice/invoke-call", json={"phone": "254712345671"}, headers=KEY)
     listed = client.get("/voice/calls?clientRequestId=order-42", headers=KEY).json["calls"]
     assert sorted(call["destinationNumber"] for call in listed) == ["+254712345670", "+254712345678"]
     assert {call["clientRequestId"] for call in listed} == {"order-42"}
 
 
-def test_the_single_number_answer_is_unchanged_without_a_request_id(client, fake_at):
+def test_the_single_number_answer_is_unchanged_without_a_request_id(client, simulated_at):
     response = client.post("/voice/invoke-call", json={"phone": "254712345678"}, headers=KEY)
     assert set(response.json) == {"message", "response"}
-    assert "clientRequestId" not in sent(fake_at, "/call")[-1]
+    assert "clientRequestId" not in sent(simulated_at, "/call")[-1]
 
 
 @pytest.mark.parametrize("value", ["x" * 65, "two\nlines", "trailing\n", "", "\u00e9t\u00e9"])
-def test_a_bad_client_request_id_is_400_before_at(client, fake_at, value):
+def test_a_bad_client_request_id_is_400_before_at(client, simulated_at, value):
     response = client.post("/voice/invoke-call", json={"phone": "254712345678", "clientRequestId": value},
                            headers=KEY)
     assert (response.status_code, response.json["error"]) == (400, "bad_field")
-    assert fake_at.requests == []
+    assert simulated_at.requests == []
 
 
 def test_a_client_request_id_a_callback_brings_lands_on_the_call(client):
@@ -458,12 +428,12 @@ def wait_for(check, seconds=20):
 
 
 def test_queues_transfers_media_and_several_numbers_end_to_end(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="voice.at.fake")
+    caplog.set_level(logging.INFO, logger="voice.at.simulated")
     flow = tmp_path / "flow.yaml"
     flow.write_text(CALL_CENTRE_FLOW)
     env = service_env(tmp_path, "set below", VOICE_FLOW_FILE=flow)
     base = f"http://127.0.0.1:{env['PORT']}"
-    fake = FakeAT(api_key=AT_KEY, service_url=base, token=WEBHOOK_TOKEN, bridge_seconds=6, answer_delay=0.1,
+    fake = SimulatedAT(api_key=AT_KEY, service_url=base, token=WEBHOOK_TOKEN, bridge_seconds=6, answer_delay=0.1,
                   press={"+254712345601": ("1",), "+254712345602": ("2",), "+254712345603": ("3",)}).start()
     env["AT_VOICE_API_URL"] = env["AT_WEBRTC_API_URL"] = fake.url
 
@@ -513,7 +483,7 @@ def test_queues_transfers_media_and_several_numbers_end_to_end(tmp_path, caplog)
             assert uploaded.status_code == 200 and uploaded.json()["phoneNumber"] == "+254711000000"
     finally:
         fake.stop()
-    transcript = [record.getMessage() for record in caplog.records if record.name == "voice.at.fake"]
+    transcript = [record.getMessage() for record in caplog.records if record.name == "voice.at.simulated"]
     for word in ("ENQUEUE", "DEQUEUE", "TRANSFER", "DEQUEUED"):
         assert any(word in line for line in transcript), word
 
@@ -523,7 +493,7 @@ def test_voice_simulate_through_the_simulated_at_queues_dequeues_and_is_transfer
     flow.write_text(CALL_CENTRE_FLOW)
     env = service_env(tmp_path, "set below", VOICE_FLOW_FILE=flow)
     base = f"http://127.0.0.1:{env['PORT']}"
-    fake = FakeAT(api_key=AT_KEY, service_url=base, token=WEBHOOK_TOKEN, bridge_seconds=5).start()
+    fake = SimulatedAT(api_key=AT_KEY, service_url=base, token=WEBHOOK_TOKEN, bridge_seconds=5).start()
     env["AT_VOICE_API_URL"] = env["AT_WEBRTC_API_URL"] = fake.url
 
     def simulate(digits):

@@ -6,10 +6,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.conftest import WEBHOOK_TOKEN
+from tests.helpers import EVENTS, INSTRUCT, WEBHOOK_TOKEN
 
-INSTRUCT = f"/voice/instruct?token={WEBHOOK_TOKEN}"
-EVENTS = f"/voice/events?token={WEBHOOK_TOKEN}"
 ANSWERED = {
     "sessionId": "ATVId_0123456789abcdef0123456789abcdef",
     "isActive": "1",

@@ -1,7 +1,1 @@
-"""The voice blueprint: AT's webhooks and our dial-out API under /voice/."""
-
-from flask import Blueprint
-
-bp = Blueprint("voice", __name__, url_prefix="/voice", template_folder="templates")
-
-from voice import routes  # noqa: E402,F401  (registers the views on bp)
+"""The voice service: AT's webhooks, the dial-out and history APIs, the console, and what they stand on."""

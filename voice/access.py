@@ -2,7 +2,7 @@
 
 A middleware rather than Flask hooks: it costs a callback a few microseconds, and it sees the
 requests Flask itself refused too. Views add the call's id and details to the line through
-`note()`. Every response carries `X-Request-ID`: the caller's, when well-formed, else a new
+`annotate()`. Every response carries `X-Request-ID`: the caller's, when well-formed, else a new
 one; every log line written while the request is served carries it too (see voice/logs.py).
 """
 
@@ -25,7 +25,7 @@ request_id = contextvars.ContextVar("request_id", default=None)
 _NOTHING_NOTED = {"session": "-", "detail": "", "fields": {}}  # the line of a request no view noted anything on
 
 
-def note(environ, session_id=None, detail=None, **fields):
+def annotate(environ, session_id=None, detail=None, **fields):
     """Put the call's id, a detail such as `state=Answered`, and fields for JSON logs on this request's line."""
     line = environ.setdefault(_KEY, {"session": "-", "detail": "", "fields": {}})
     if session_id is not None:

@@ -6,45 +6,16 @@ into one call state.
 """
 
 import re
-from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 
 from voice import shapes
+from voice.calls import EVENT_TYPE_STATES, FIELDS, FINAL_STATES
+from voice.phone import InvalidPhone, canonical, from_dialled
 
-# The spec's eventType values, as the callSessionState AT really sends.
-EVENT_TYPE_STATES = {
-    "SessionStarted": "Started",
-    "SessionRinging": "Ringing",
-    "SessionAnswered": "Answered",
-    "SessionEnded": "Completed",
-    "SessionFailed": "Failed",
-    "SessionTransferred": "Transferred",
-    "SessionQueued": "Queued",
-}
-
-# How far along a call each state is; a call never moves to a lower rank.
-STATE_RANKS = {
-    "Queued": 0,
-    "Started": 1,
-    "Ringing": 2,
-    "Answered": 3,
-    "Active": 3,
-    "Transferred": 4,
-    "TransferCompleted": 5,
-    "Completed": 9,
-    "NotAnswered": 9,
-    "Failed": 9,
-}
-FINAL_STATES = {name for name, rank in STATE_RANKS.items() if rank == 9}
-
-MAX_TEXT = 255
 MAX_SECONDS = 10 * 24 * 3600  # no count of seconds AT sends (a call, a queue wait) is longer
 MAX_AMOUNT = Decimal(10) ** 9
 _PLUS_FOR_SPACE = re.compile(r"^\d{4}-\d\d-\d\d\+")
 MAX_URL = 2048
-_SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_.:\-]+$")
-SESSION_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 
 
 MAX_FIELD = 2048
@@ -60,36 +31,22 @@ class Malformed(ValueError):
         self.status = status
 
 
-@dataclass
 class Notification:
-    """One AT notification, with every value checked and bounded; `problems` lists what was dropped."""
+    """One AT notification, with every value checked and bounded; `problems` lists what was dropped.
 
-    session_id: str
-    is_active: bool
-    state: str | None = None
-    direction: str | None = None
-    caller: str | None = None
-    destination: str | None = None
-    digits: str | None = None
-    recording_url: str | None = None
-    duration: int | None = None
-    amount: Decimal | None = None
-    currency: str | None = None
-    hangup_cause: str | None = None
-    status: str | None = None
-    started_at: datetime | None = None
-    client_request_id: str | None = None
-    transfer_state: str | None = None
-    transferred_to: str | None = None
-    transfer_hangup_cause: str | None = None
-    transfer_param: str | None = None
-    dequeued_to: str | None = None
-    dequeued_at: datetime | None = None
-    queue_seconds: int | None = None
-    queue_name: str | None = None
-    client_name: str | None = None
-    client_dialed: str | None = None
-    problems: list = field(default_factory=list)
+    Besides the attributes every notification has, it holds one attribute per field of
+    voice/calls.py's FIELDS (`duration`, `amount`, `dial_destination`...), None when AT left it out.
+    A browser or app client's call has `client_name`, and `dialled`: what its agent typed
+    (`client_dialed`) in E.164, None when that is no phone number.
+    """
+
+    _OWN = ("state", "direction", "caller", "destination", "digits", "recording_url", "client_name", "dialled")
+    __slots__ = ("session_id", "is_active", "problems") + _OWN + tuple(field.name for field in FIELDS)
+
+    def __init__(self, session_id, is_active, problems=None, **values):
+        self.session_id, self.is_active, self.problems = session_id, is_active, [] if problems is None else problems
+        for name in self.__slots__[3:]:
+            setattr(self, name, values.get(name))
 
     @property
     def is_final(self):
@@ -97,8 +54,8 @@ class Notification:
         return not self.is_active or self.state in FINAL_STATES
 
 
-def parse_request(request, username=None):
-    """Read the notification a webhook request carries, after checking its shape; `username` is our AT username."""
+def parse_request(request, username=None, country_code=""):
+    """Read the notification a webhook request carries, after checking its shape (see parse)."""
     if request.content_length and request.mimetype not in FORM_TYPES:
         raise Malformed(f"the body must be a form ({FORM_TYPES[0]}), not {request.mimetype or 'untyped'}", 415)
     form = request.form
@@ -109,46 +66,35 @@ def parse_request(request, username=None):
             raise Malformed(f"{name[:40]} is given more than once")
         if len(values[0]) > MAX_FIELD or len(name) > 100:
             raise Malformed(f"{name[:40]} is longer than {MAX_FIELD} characters")
-    return parse(form, username)
+    return parse(form, username, country_code)
 
 
-def parse(form, username=None):
+def parse(form, username=None, country_code=""):
     """Read an AT notification from form fields; raise Malformed without a usable sessionId.
 
-    A caller `<username>.<name>` is our browser or app client `name` only when `username` is our AT username.
+    A caller `<username>.<name>` is our browser or app client `name` only when `username` is our AT
+    username; what its agent dialled is read as a local number of `country_code` when it starts with 0.
     """
     # A plain dict: a missing key in werkzeug's MultiDict costs an exception, and most fields are absent.
     form = dict(form.items())
     session_id = (form.get("sessionId") or "").strip()
     if not session_id:
         raise Malformed("sessionId is required")
-    if len(session_id) > 128 or not _SAFE_TOKEN.match(session_id):
+    if not shapes.SESSION_ID.fullmatch(session_id):
         raise Malformed("sessionId is not a valid AT session id")
     problems = []
     is_active = (form.get("isActive") or "1").strip() != "0"
     note = Notification(session_id=session_id, is_active=is_active, problems=problems)
     note.direction = _direction(form.get("direction"), problems)
-    note.caller = _text(form, "callerNumber", 128, problems)
-    note.destination = _text(form, "destinationNumber", 128, problems)
+    note.caller = _number(form.get("callerNumber"), "callerNumber", problems)
+    note.destination = _number(form.get("destinationNumber"), "destinationNumber", problems)
     note.digits = _digits(form.get("dtmfDigits"), problems)
     note.recording_url = _url(form.get("recordingUrl"), problems)
-    note.duration = _integer(form, "durationInSeconds", problems)
-    note.amount = _amount(form.get("amount"), problems)
-    note.currency = _currency(form.get("currencyCode"), problems)
-    note.hangup_cause = _token(form, "hangupCause", problems)
-    note.status = _token(form, "status", problems)
-    note.started_at = _timestamp(form.get("callStartTime"), problems, "callStartTime")
+    for field in FIELDS:
+        value = form.get(field.at)
+        if not shapes.absent(value):
+            setattr(note, field.name, READERS[field.kind](value.strip(), field.at, problems))
     note.state = _state(form, note, problems)
-    note.client_request_id = _request_id(form.get("clientRequestId"), problems)
-    # Transfers (AT's /callTransfer) and queues (<Enqueue>/<Dequeue>) report on the call they moved.
-    note.transfer_state = _token(form, "callTransferState", problems)
-    note.transferred_to = _text(form, "callTransferredToNumber", 128, problems)
-    note.transfer_hangup_cause = _token(form, "callTransferHangupCause", problems)
-    note.transfer_param = _text(form, "callTransferParam", 160, problems)
-    note.dequeued_to = _text(form, "dequeuedToPhoneNumber", 128, problems)
-    note.dequeued_at = _timestamp(form.get("dequeueTime"), problems, "dequeueTime")
-    note.queue_seconds = _integer(form, "queueDurationInSeconds", problems)
-    note.queue_name = _token(form, "queueName", problems)
     # A call from a browser or app client (AT's WebRTC SDK): callerNumber is `<AT username>.<client
     # name>`, and clientDialedNumber is what the agent typed, as typed.
     client = CLIENT_CALLER.fullmatch(note.caller or "")
@@ -156,14 +102,18 @@ def parse(form, username=None):
         problems.append("callerNumber names a client of another AT username")
         client = None
     note.client_name = client.group(2) if client else None
-    note.client_dialed = _dialled(form.get("clientDialedNumber"), problems)
+    if note.client_name and note.client_dialed:
+        try:
+            note.dialled = from_dialled(note.client_dialed, country_code)
+        except InvalidPhone:
+            pass  # the flow tells the agent the number is not valid
     return note
 
 
 def _state(form, note, problems):
     """The call state this notification reports, from callSessionState, eventType or isActive."""
-    state = _token(form, "callSessionState", problems)
-    event_type = _token(form, "eventType", problems)
+    state = _word(form.get("callSessionState"), "callSessionState", problems)
+    event_type = _word(form.get("eventType"), "eventType", problems)
     if state is None and event_type is not None:
         state = EVENT_TYPE_STATES.get(event_type, event_type)
     if state is None and not note.is_active:
@@ -171,31 +121,85 @@ def _state(form, note, problems):
     return state
 
 
-def _blank(value):
-    return value is None or value.strip() in ("", "None")
 
 
-def _text(form, name, limit, problems):
-    value = form.get(name)
-    if _blank(value):
+# The readers of AT's values, one per kind of voice/calls.py's KINDS: each takes a stripped value that
+# is not blank, and answers it checked (or None, with the problem noted).
+
+def _text(value, name, problems, limit=64):
+    if value is None or shapes.absent(value):
         return None
     value = value.strip()
     if len(value) > limit:
         problems.append(f"{name} longer than {limit}")
         return None
+    if shapes.has_control(value):
+        problems.append(f"{name} holds control characters")
+        return None
     return value
 
 
-def _token(form, name, problems):
-    value = _text(form, name, 64, problems)
-    if value is not None and not _SAFE_TOKEN.match(value):
+def _number(value, name, problems):
+    """A phone number in its one E.164 form (as every number the service compares), or a client's address as sent."""
+    value = _text(value, name, problems, 128)
+    return canonical(value) if value is not None else None
+
+
+def _word(value, name, problems):
+    value = _text(value, name, problems)
+    if value is not None and not shapes.WORD.fullmatch(value):
         problems.append(f"{name} is not a plain word")
         return None
     return value
 
 
+def _seconds(value, name, problems):
+    number = shapes.whole(value, 0, MAX_SECONDS)
+    if number is None:
+        problems.append(f"{name} is not a count of seconds up to {MAX_SECONDS}")
+    return number
+
+
+def _amount(value, name, problems):
+    amount = shapes.decimal(value, Decimal(0), MAX_AMOUNT)
+    if amount is None:
+        problems.append(f"{name} is not a plain amount from 0 to 10^9")
+        return None
+    return amount.quantize(Decimal("0.0001"))
+
+
+def _currency(value, name, problems):
+    value = value.upper()
+    if len(value) != 3 or not value.isalpha() or not value.isascii():
+        problems.append(f"{name} is not a 3-letter code")
+        return None
+    return value
+
+
+def _timestamp(value, name, problems):
+    """AT's `YYYY-MM-DD HH:MM:SS` (UTC assumed; seen with `+` for the space) or ISO 8601."""
+    if _PLUS_FOR_SPACE.match(value):
+        value = value.replace("+", " ", 1)
+    moment = shapes.moment(value)
+    if moment is None:
+        problems.append(f"{name} is not a timestamp from {shapes.FIRST_YEAR} to {shapes.LAST_YEAR}")
+    return moment
+
+
+def _matching(pattern, problem):
+    """A reader taking values that match `pattern` whole, noting `problem` for others."""
+
+    def read(value, name, problems):
+        if not pattern.fullmatch(value):
+            problems.append(problem)
+            return None
+        return value
+
+    return read
+
+
 def _direction(value, problems):
-    if _blank(value):
+    if shapes.absent(value):
         return None
     value = value.strip().capitalize()
     if value not in ("Inbound", "Outbound"):
@@ -215,79 +219,29 @@ def _digits(value, problems):
 
 
 def _url(value, problems):
-    if _blank(value):
+    if shapes.absent(value):
         return None
     value = value.strip()
-    if len(value) > MAX_URL or not value.startswith(("http://", "https://")):
+    if len(value) > MAX_URL or not value.startswith(("http://", "https://")) or shapes.has_control(value):
         problems.append("recordingUrl is not an http(s) URL")
         return None
     return value
 
 
-def _integer(form, name, problems):
-    value = form.get(name)
-    if _blank(value):
-        return None
-    number = shapes.whole(value, 0, MAX_SECONDS)
-    if number is None:
-        problems.append(f"{name} is not a count of seconds up to {MAX_SECONDS}")
-    return number
-
-
-def _amount(value, problems):
-    if _blank(value):
-        return None
-    amount = shapes.decimal(value, Decimal(0), MAX_AMOUNT)
-    if amount is None:
-        problems.append("amount is not a plain amount from 0 to 10^9")
-        return None
-    return amount.quantize(Decimal("0.0001"))
-
-
-def _currency(value, problems):
-    if _blank(value):
-        return None
-    value = value.strip().upper()
-    if len(value) != 3 or not value.isalpha() or not value.isascii():
-        problems.append("currencyCode is not a 3-letter code")
-        return None
-    return value
-
-
 CLIENT_CALLER = re.compile(r"([A-Za-z0-9_-]{1,64})\.([A-Za-z0-9_-]{1,64})")
-DIALLED = re.compile(r"\+?[0-9][0-9 ()-]{2,30}")
 CLIENT_REQUEST_ID = re.compile(r"[\x21-\x7e]([\x20-\x7e]{0,62}[\x21-\x7e])?")
 
-
-def _dialled(value, problems):
-    """What a client's agent dialled: digits as typed (with or without `+`, local or international)."""
-    return _matching(value, DIALLED, "clientDialedNumber is not a phone number", problems)
-
-
-def _request_id(value, problems):
-    """The clientRequestId we gave AT, echoed back: printable ASCII, at most 64 characters."""
-    return _matching(value, CLIENT_REQUEST_ID, "clientRequestId is not 1 to 64 printable characters", problems)
-
-
-def _matching(value, pattern, problem, problems):
-    """`value` stripped when all of it matches `pattern`; else None, with `problem` noted."""
-    if _blank(value):
-        return None
-    value = value.strip()
-    if not pattern.fullmatch(value):
-        problems.append(problem)
-        return None
-    return value
-
-
-def _timestamp(value, problems, name):
-    """AT's `YYYY-MM-DD HH:MM:SS` (UTC assumed; seen with `+` for the space), ISO 8601, or its literal `None`."""
-    if _blank(value):
-        return None
-    text = value.strip()
-    if _PLUS_FOR_SPACE.match(text):
-        text = text.replace("+", " ", 1)
-    moment = shapes.moment(text)
-    if moment is None:
-        problems.append(f"{name} is not a timestamp from {shapes.FIRST_YEAR} to {shapes.LAST_YEAR}")
-    return moment
+READERS = {
+    "token": _word,
+    "text": _text,
+    "number": _number,
+    "param": lambda value, name, problems: _text(value, name, problems, 160),
+    "seconds": _seconds,
+    "amount": _amount,
+    "currency": _currency,
+    "time": _timestamp,
+    "request_id": _matching(CLIENT_REQUEST_ID, "clientRequestId is not 1 to 64 printable characters"),
+    # What a client's agent dialled, as typed (with or without `+`, local or international): read as a number
+    # once (Notification.dialled), and a typed mistake is the agent's to hear about.
+    "dialled": _text,
+}

@@ -5,7 +5,7 @@ import logging
 from flask import current_app, request
 
 from voice import metrics
-from voice.access import note as log_note
+from voice.access import annotate
 from voice.at.client import get_client
 from voice.phone import check_dialable, mask, normalise
 from voice.ratelimit import count_dialouts
@@ -22,7 +22,7 @@ def checked(raw_numbers):
     """
     numbers = list(dict.fromkeys(normalise(raw) for raw in raw_numbers or [None]))
     masked = ",".join(mask(number) for number in numbers)
-    log_note(request.environ, detail="to=" + masked, to=masked)
+    annotate(request.environ, detail="to=" + masked, to=masked)
     for number in numbers:
         check_dialable(number, current_app.config["ALLOWED_COUNTRY_CODES"])
     return numbers
@@ -35,10 +35,10 @@ def place(numbers, label, client_request_id=None):
     answer = client.call(numbers[0] if len(numbers) == 1 else numbers, client_request_id=client_request_id)
     for entry in entries_of(answer):
         metrics.child(metrics.DIALOUTS, "queued", metrics.known(entry.get("status"), metrics.ENTRY_STATUSES)).inc()
-    log_note(request.environ, detail="outcome=queued")
+    annotate(request.environ, detail="outcome=queued")
     try:
         stored = records.record_dialout(answer, client.voice_number, label, client_request_id)
-        log_note(request.environ, ",".join(stored) or "-")
+        annotate(request.environ, ",".join(stored) or "-")
     except StoreUnavailable as exc:
         # The call is placed: answering an error would invite a retry that dials twice. AT's
         # callbacks still create the record when the store is back.

@@ -6,12 +6,10 @@ from flask import current_app, jsonify, render_template, request
 from limits.errors import StorageError
 from werkzeug.exceptions import HTTPException
 
-from voice import metrics
+from voice import metrics, refusals
 from voice.at.client import ATError, Busy, NotConfigured
-from voice.phone import CostlyNumber, InvalidPhone, NotAllowed
 from voice.ratelimit import TooManyDials
 from voice.store.db import StoreUnavailable
-from voice.store.history import BadFilter
 
 log = logging.getLogger(__name__)
 
@@ -101,23 +99,17 @@ def _handle_unexpected(exc):
     return json_error(500, "internal_error", "The service failed to handle this request; it has been logged.")
 
 
-def _handle_invalid_phone(exc):
-    if isinstance(exc, CostlyNumber):
-        metrics.refused("premium_number")
-    return json_error(400, "invalid_phone", str(exc))
-
-
-def _handle_not_allowed(exc):
-    metrics.refused("country")
-    return json_error(403, "destination_not_allowed", str(exc))
-
-
-def _handle_busy(exc):
-    metrics.refused("busy")
-    if exc.operation == "call":
-        metrics.child(metrics.DIALOUTS, "busy", "none").inc()
-    return json_error(503, "busy", "Too many calls are being placed at once; try again in a few seconds.",
-                      headers={"Retry-After": "5"})
+def _handle_refusal(exc):
+    """A refused dial (voice/refusals.py): counted, and answered with its status, code and words."""
+    refusal = refusals.counted(exc)
+    headers = {}
+    if isinstance(exc, Busy):
+        if exc.operation == "call":
+            metrics.child(metrics.DIALOUTS, "busy", "none").inc()
+        headers["Retry-After"] = "5"
+    elif isinstance(exc, TooManyDials):
+        headers["Retry-After"] = str(exc.retry_after)
+    return json_error(refusal.status, refusal.code, refusals.message(exc), headers=headers)
 
 
 def _handle_at_error(exc):
@@ -126,17 +118,12 @@ def _handle_at_error(exc):
     return json_error(500, exc.code, exc.message, atStatus=exc.at_status, response=exc.response)
 
 
-def _handle_too_many_dials(exc):
-    metrics.refused("rate_limit")
-    return json_error(429, "too_many_requests", str(exc), headers={"Retry-After": str(exc.retry_after)})
-
-
 def register(app):
     """Install the error handlers that keep every answer JSON (or XML on XML routes)."""
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(APIError, _handle_api_error)
-    app.register_error_handler(InvalidPhone, _handle_invalid_phone)
-    app.register_error_handler(NotAllowed, _handle_not_allowed)
+    for kind in refusals.REFUSED:
+        app.register_error_handler(kind, _handle_refusal)
     app.register_error_handler(StorageError, _handle_limits_storage)
     app.register_error_handler(
         NotConfigured,
@@ -145,9 +132,6 @@ def register(app):
             "Dial-out is disabled until these settings are set: " + ", ".join(exc.missing),
         ),
     )
-    app.register_error_handler(Busy, _handle_busy)
-    app.register_error_handler(TooManyDials, _handle_too_many_dials)
     app.register_error_handler(ATError, _handle_at_error)
-    app.register_error_handler(BadFilter, lambda exc: json_error(400, "bad_filter", str(exc)))
     app.register_error_handler(StoreUnavailable, _handle_store_unavailable)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -34,20 +34,36 @@ MIN_SECRET = 8
 _PATTERNS = (
     # token=..., key=..., password=... in a query string or a form, quoted or not
     (re.compile(r"(?i)\b((?:token|api[_-]?key|key|password|secret|signature)=)[^&\s'\"]+"), r"\1[redacted]"),
-    # X-API-Key and Authorization header values, as a header line or as a quoted pair
-    (re.compile(r"(?i)\b(x-api-key|authorization)(['\"]?\s*[:,=]\s*['\"]?)(?:bearer\s+)?[^\s'\",]+"),
-     r"\1\2[redacted]"),
-    # credentials in a URL: scheme://user:password@host
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@'\"]+@"), r"\1[redacted]@"),
+    # X-API-Key and Authorization header values, as a header line (with or without its colon) or a quoted pair
+    (re.compile(r"(?i)\b(x-api-key|authorization)(['\"]?\s*[:,=]\s*['\"]?|\s+)(?:(?:bearer|basic|token)\s+)?"
+                r"[^\s'\",]+"), r"\1\2[redacted]"),
+    # credentials in a URL: scheme://user:password@host (a scheme is short: no backtracking over long words)
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,30}://)[^/\s@'\"]{1,256}@"), r"\1[redacted]@"),
 )
-# A whole phone number: 9 to 15 digits, with an optional +, standing alone (not part of an id or a word).
-_PHONE = re.compile(r"(?<![\w.+*])\+?[0-9]{9,15}(?![\w.*])")
+# A whole phone number: 9 to 15 digits, with an optional + and single spaces or dashes between groups,
+# standing alone (not part of an id or a word).
+_PHONE = re.compile(r"(?<![\w.+*:])\+?[0-9]{1,15}(?:[ -][0-9]{1,15}){0,6}(?![\w.*:])")
+
+
+def _masked(found):
+    text = found.group(0)
+    if " " in text and not text.startswith(("+", "0")):
+        # Spaced groups are one number only as people write one (`+254 712...`, `0712 345...`); else each alone.
+        return " ".join(_mask_digits(part) for part in text.split(" "))
+    return _mask_digits(text)
+
+
+def _mask_digits(text):
+    digits = re.sub(r"[^0-9]", "", text)
+    if not 9 <= len(digits) <= 15:
+        return text
+    return mask(("+" if text.startswith("+") else "") + digits)
 
 
 # Cheap looks that tell whether a pattern could match at all: most lines (the access line of every callback)
 # hold none of these, and are passed on after a few substring tests instead of four regular expressions.
 _HINTS = (("token=", "key=", "password=", "secret=", "signature="), ("x-api-key", "authorization"), ("://",))
-_NINE_DIGITS = re.compile(r"[0-9]{9}")
+_NINE_DIGITS = re.compile(r"(?<![A-Za-z_.+*:0-9])\+?[0-9][0-9 -]{7,}[0-9]")
 
 
 def redact(text):
@@ -60,7 +76,7 @@ def redact(text):
         if any(hint in lowered for hint in hints):
             text = pattern.sub(replacement, text)
     if _NINE_DIGITS.search(text):
-        text = _PHONE.sub(lambda found: mask(found.group(0)), text)
+        text = _PHONE.sub(_masked, text)
     return text
 
 
@@ -75,6 +91,9 @@ class Redact(logging.Filter):
         cleaned = redact(message)
         if cleaned != message or record.args:
             record.msg, record.args = cleaned, None
+        for name, value in vars(record).items():  # `extra` fields, written whole by the JSON format
+            if name not in _RECORD_ATTRIBUTES and isinstance(value, str):
+                setattr(record, name, redact(value))
         if record.exc_info:
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
@@ -84,6 +103,7 @@ class Redact(logging.Filter):
 
 
 REDACT = Redact()
+_RECORD_ATTRIBUTES = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "request_id"}
 
 
 def remember_secrets(config):

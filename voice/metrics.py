@@ -15,7 +15,7 @@ import os
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import REGISTRY, multiprocess
 
-from voice.callbacks import STATE_RANKS
+from voice.calls import STATE_RANKS
 
 # Values AT sends that may become labels; anything else is `other`, so a forged callback cannot
 # make new series.

@@ -1,5 +1,6 @@
 """Phone numbers: cleaning what clients send into E.164, and masking numbers for logs."""
 
+import functools
 import re
 
 import phonenumbers
@@ -37,6 +38,21 @@ def normalise(raw):
     if not 8 <= len(canonical) <= 16:
         raise InvalidPhone("phone has too few digits after its country code")
     return canonical
+
+
+_LOOKS_LIKE_A_NUMBER = re.compile(r"\+?[0-9][0-9 ()-]{6,20}")
+
+
+@functools.lru_cache(maxsize=4096)
+def canonical(value):
+    """A number AT sent (`+254...`, `254...`, `+2540...`) in its one E.164 form; anything else (a client's
+    address, a SIP address, a withheld number) as it came. Cached: a call's numbers come in every callback."""
+    if not _LOOKS_LIKE_A_NUMBER.fullmatch(value):
+        return value
+    try:
+        return normalise(value)
+    except InvalidPhone:
+        return value
 
 
 def from_dialled(raw, country_code):

@@ -8,6 +8,7 @@ needs no server).
 """
 
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -18,8 +19,10 @@ from flask import current_app
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from limits import parse_many
+from limits.errors import StorageError
 from limits.storage import Storage
 
+log = logging.getLogger(__name__)
 limiter = Limiter(key_func=get_remote_address)
 
 
@@ -135,27 +138,33 @@ def count_dialouts(label, numbers):
         strategy.hit(item, prefix, *identifiers, cost=cost)
 
 
-def _key_guess_limit():
-    return parse_many(current_app.config["VOICE_BAD_KEY_LIMIT"])[0]
-
-
 def check_key_guesses(address):
     """Raise TooManyDials (a 429) while `address` has sent more wrong API keys than VOICE_BAD_KEY_LIMIT allows.
 
     Checked before the key is compared, so once over the limit no key from that address is tried,
-    a right one included, until the window ends: guessing costs a window per few tries.
+    a right one included, until the window ends: guessing costs a window per few tries. The limit
+    is a second line behind long random keys, so a limits store that fails lets requests through
+    (logged) rather than closing the API to every right key.
     """
-    strategy, item = limiter.limiter, _key_guess_limit()
-    prefix = current_app.config["RATELIMIT_KEY_PREFIX"]
-    if not strategy.test(item, prefix, "bad-key", address):
-        reset = strategy.get_window_stats(item, prefix, "bad-key", address).reset_time
-        raise TooManyDials(max(1, int(reset - time.time()) + 1),
-                           f"Too many wrong API keys from this address: at most {item} (VOICE_BAD_KEY_LIMIT).")
+    strategy, prefix = limiter.limiter, current_app.config["RATELIMIT_KEY_PREFIX"]
+    try:
+        for item in parse_many(current_app.config["VOICE_BAD_KEY_LIMIT"]):
+            if not strategy.test(item, prefix, "bad-key", address):
+                reset = strategy.get_window_stats(item, prefix, "bad-key", address).reset_time
+                raise TooManyDials(max(1, int(reset - time.time()) + 1),
+                                   f"Too many wrong API keys from this address: at most {item} (VOICE_BAD_KEY_LIMIT).")
+    except (StorageError, OSError) as exc:
+        log.warning("wrong-key limit not checked (the limits store failed: %s)", exc)
 
 
 def count_key_guess(address):
-    """Count one wrong API key sent from `address`."""
-    limiter.limiter.hit(_key_guess_limit(), current_app.config["RATELIMIT_KEY_PREFIX"], "bad-key", address)
+    """Count one wrong API key sent from `address` (nothing when the limits store fails)."""
+    strategy, prefix = limiter.limiter, current_app.config["RATELIMIT_KEY_PREFIX"]
+    try:
+        for item in parse_many(current_app.config["VOICE_BAD_KEY_LIMIT"]):
+            strategy.hit(item, prefix, "bad-key", address)
+    except (StorageError, OSError) as exc:
+        log.warning("wrong key not counted (the limits store failed: %s)", exc)
 
 
 class TooManyDials(Exception):

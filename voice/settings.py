@@ -23,9 +23,9 @@ DEFAULTS = {
     "VOICE_TRUSTED_PROXIES": 0,
     "VOICE_VERIFY_SESSIONS": False,
     "VOICE_SIMULATE": "0",
-    "VOICE_FAKE_AT_PORT": 8001,
-    "VOICE_FAKE_AT_DIGITS": "1",
-    "VOICE_FAKE_AT_ANSWER_SECONDS": 2.0,
+    "VOICE_SIMULATED_AT_PORT": 8001,
+    "VOICE_SIMULATED_AT_DIGITS": "1",
+    "VOICE_SIMULATED_AT_ANSWER_SECONDS": 2.0,
     "VOICE_FLOW_FILE": "",
     "VOICE_PUBLIC_URL": "",
     "VOICE_AGENT_NUMBERS": "",
@@ -61,8 +61,8 @@ _flag.__name__ = "yes/no value"
 
 _CONVERTERS = {
     "VOICE_TRUSTED_PROXIES": int,
-    "VOICE_FAKE_AT_PORT": int,
-    "VOICE_FAKE_AT_ANSWER_SECONDS": float,
+    "VOICE_SIMULATED_AT_PORT": int,
+    "VOICE_SIMULATED_AT_ANSWER_SECONDS": float,
     "PORT": int,
     "VOICE_VERIFY_SESSIONS": _flag,
     "AT_TIMEOUT_SECONDS": float,
@@ -94,16 +94,26 @@ def simulated_at_settings(settings):
         "AT_USERNAME": "simulated",
         "AT_API_KEY": "simulated",
         "AT_VOICE_NUMBER": settings.get("AT_VOICE_NUMBER") or SIMULATED_NUMBER,
-        "AT_VOICE_API_URL": f"http://127.0.0.1:{int(settings.get('VOICE_FAKE_AT_PORT') or 8001)}",
-        "AT_WEBRTC_API_URL": f"http://127.0.0.1:{int(settings.get('VOICE_FAKE_AT_PORT') or 8001)}",
+        "AT_VOICE_API_URL": f"http://127.0.0.1:{int(settings.get('VOICE_SIMULATED_AT_PORT') or 8001)}",
+        "AT_WEBRTC_API_URL": f"http://127.0.0.1:{int(settings.get('VOICE_SIMULATED_AT_PORT') or 8001)}",
     }
 
 
+# Renamed settings: the old name still works when the new one is not set.
+RENAMED = {
+    "VOICE_SIMULATED_AT_PORT": "VOICE_FAKE_AT_PORT",
+    "VOICE_SIMULATED_AT_DIGITS": "VOICE_FAKE_AT_DIGITS",
+    "VOICE_SIMULATED_AT_ANSWER_SECONDS": "VOICE_FAKE_AT_ANSWER_SECONDS",
+}
+
+
 def from_environ(environ):
-    """Pick the known settings out of an environment mapping, converted to their types."""
+    """Pick the known settings out of an environment mapping (a renamed one under its new or old name), typed."""
     settings = {}
     for name in DEFAULTS:
         raw = environ.get(name)
+        if (raw is None or not raw.strip()) and name in RENAMED:
+            raw = environ.get(RENAMED[name])
         if raw is None or raw.strip() == "":
             continue
         convert = _CONVERTERS.get(name, str)

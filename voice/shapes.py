@@ -20,6 +20,25 @@ _MOMENT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9:.,]{2,15}(?:Z|[+-][
 FIRST_YEAR, LAST_YEAR = 1900, 2999
 
 
+# AT's sessionId, and any plain word AT sends (a state, a hangup cause, a queue name): letters, digits, _ . : -
+WORD = re.compile(r"[A-Za-z0-9_.:\-]+")
+SESSION_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
+
+# Control characters: no field of a call holds one, and PostgreSQL's text columns refuse NUL outright.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def has_control(text):
+    """True when `text` holds a control character (NUL, a line break, escape...)."""
+    return bool(_CONTROL.search(text))
+
+
+def absent(value):
+    """True for a value AT left out: missing, empty, or AT's literal `None` (callStartTime of a call never started,
+    errorMessage of a success, a sessionId AT did not create)."""
+    return value is None or (isinstance(value, str) and value.strip() in ("", "None"))
+
+
 class BadValue(ValueError):
     """A value of the wrong shape or out of range; the message says what was expected."""
 

@@ -17,11 +17,10 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.conftest import API_KEY, WEBHOOK_TOKEN
 from tests.gunicorn_helpers import ROOT, free_port, served, service_env
+from tests.helpers import API_KEY, EVENTS, KEY
 
 VIEWER_KEY = "viewer-key-0123456789"
-KEY = {"X-API-Key": API_KEY}
 DEFAULT_STEPS = ("welcome", "hours", "agent", "voicemail", "goodbye", "agent_dials")
 HOSTILE = {"sessionId": "ATVId_hostile", "isActive": "0", "direction": "Inbound", "callSessionState": "Completed",
            "callerNumber": "<script>window.pwned=1</script>", "destinationNumber": "+254711000000",
@@ -43,9 +42,9 @@ def chromium():
 def base(tmp_path_factory):
     """The service as `make run` serves it on a fresh clone: simulated AT, SQLite, a viewer key beside the admin's."""
     folder = tmp_path_factory.mktemp("browser")
-    env = service_env(folder, "unused", VOICE_SIMULATE="auto", VOICE_FAKE_AT_PORT=free_port(), SECRET_KEY="browser-secret",
-                      VOICE_API_KEYS=f"board:{VIEWER_KEY}:viewer", VOICE_FAKE_AT_DIGITS="3",
-                      VOICE_FAKE_AT_ANSWER_SECONDS="3", WEB_CONCURRENCY="2",
+    env = service_env(folder, "unused", VOICE_SIMULATE="auto", VOICE_SIMULATED_AT_PORT=free_port(), SECRET_KEY="browser-secret",
+                      VOICE_API_KEYS=f"board:{VIEWER_KEY}:viewer", VOICE_SIMULATED_AT_DIGITS="3",
+                      VOICE_SIMULATED_AT_ANSWER_SECONDS="3", WEB_CONCURRENCY="2",
                       VOICE_CONSOLE_SIGNIN_LIMIT="100 per minute")  # each test signs in anew
     for name in ("AT_USERNAME", "AT_API_KEY", "AT_VOICE_NUMBER", "AT_VOICE_API_URL", "AT_WEBRTC_API_URL"):
         env.pop(name)
@@ -199,7 +198,7 @@ def test_placing_a_call_works_and_a_viewer_cannot(browser, base):
 
 
 def test_hostile_payloads_execute_nothing(browser, base):
-    response = requests.post(f"{base}/voice/events?token={WEBHOOK_TOKEN}", data=HOSTILE, timeout=5)
+    response = requests.post(base + EVENTS, data=HOSTILE, timeout=5)
     assert response.text == "OK"
     sign_in(browser, base)
     for path in ("/voice/console/calls", "/voice/console/calls/ATVId_hostile", "/voice/console/overview"):

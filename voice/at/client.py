@@ -4,7 +4,6 @@ Views never see an SDK or `requests` exception: every failure becomes an `ATErro
 whose `code` is stable and whose `message` carries what AT said.
 """
 
-import json
 import logging
 import threading
 import time
@@ -15,41 +14,15 @@ from africastalking.Service import AfricasTalkingException
 from flask import current_app
 
 from voice import metrics
+from voice.at.answers import ATError, Busy, NotConfigured, as_object, check_entries, short
 from voice.phone import InvalidPhone, country_code_of, mask, normalise
+from voice.shapes import absent
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 3.05
 WEBRTC_URL = "https://webrtc.africastalking.com"
 REQUIRED_SETTINGS = ("AT_USERNAME", "AT_API_KEY", "AT_VOICE_NUMBER")
-
-
-class ATError(Exception):
-    """A request AT did not accept, or could not be asked; `operation` names which."""
-
-    def __init__(self, code, message, at_status=None, response=None, operation="call"):
-        super().__init__(message)
-        self.operation = operation
-        self.code = code
-        self.message = message
-        self.at_status = at_status
-        self.response = response
-
-
-class Busy(Exception):
-    """Too many requests are already waiting on AT in this worker; `operation` names the one refused."""
-
-    def __init__(self, operation="call"):
-        super().__init__(operation)
-        self.operation = operation
-
-
-class NotConfigured(Exception):
-    """Dial-out is off because settings are missing; `missing` names them."""
-
-    def __init__(self, missing):
-        super().__init__("missing settings: " + ", ".join(missing))
-        self.missing = missing
 
 
 class VoiceClient:
@@ -88,8 +61,8 @@ class VoiceClient:
             else:
                 answer = self._voice("/call", {"from": self.voice_number, "to": ",".join(numbers),
                                               "clientRequestId": client_request_id})
-            answer = _as_object(answer)
-            _check_entries(answer, every=isinstance(phones, str))
+            answer = as_object(answer)
+            check_entries(answer, every=isinstance(phones, str))
             return answer
 
         answer = self._ask("call", ask)
@@ -104,12 +77,12 @@ class VoiceClient:
         def ask():
             entries = []
             for number in numbers:
-                answer = _as_object(self._service.fetch_queued_calls(number, timeout=self.timeout))
+                answer = as_object(self._service.fetch_queued_calls(number, timeout=self.timeout))
                 if answer.get("status") != "Success":
                     reason = answer.get("errorMessage")
-                    reason = reason if reason not in (None, "None", "") else answer.get("status") or "no status"
-                    raise ATError("at_rejected", f"Africa's Talking refused the queue status: {_short(str(reason))}",
-                                  at_status=_short(str(answer.get("status")), 64), response=answer)
+                    reason = reason if not absent(reason) else answer.get("status") or "no status"
+                    raise ATError("at_rejected", f"Africa's Talking refused the queue status: {short(str(reason))}",
+                                  at_status=short(str(answer.get("status")), 64), response=answer)
                 found = answer.get("entries")
                 if not isinstance(found, list) or not all(isinstance(entry, dict) for entry in found):
                     raise ATError("at_bad_response", "Africa's Talking answered the queue status without its entries",
@@ -127,7 +100,7 @@ class VoiceClient:
         """
         form = {"phoneNumber": phone or self.voice_number, "url": url}
         answer = self._ask("media", lambda: self._voice("/mediaUpload", form, success=201))
-        log.info("AT took the media file %s", _short(url.split("?")[0], 120))
+        log.info("AT took the media file %s", short(url.split("?")[0], 120))
         return answer
 
     def transfer(self, session_id, phone, call_leg="callee", hold_music_url=None):
@@ -137,16 +110,16 @@ class VoiceClient:
             form["holdMusicUrl"] = hold_music_url
 
         def ask():
-            answer = _as_object(self._voice("/callTransfer", form))
+            answer = as_object(self._voice("/callTransfer", form))
             outcome = answer.get("callTransferResponse")
             if not isinstance(outcome, dict):
                 raise ATError("at_bad_response", "Africa's Talking answered the transfer without callTransferResponse",
                               response=answer)
             if outcome.get("status") != "Success":
                 reason = outcome.get("errorMessage")
-                reason = reason if reason not in (None, "None", "") else outcome.get("status") or "no status"
-                raise ATError("at_transfer_failed", f"Africa's Talking did not transfer the call: {_short(str(reason))}",
-                              at_status=_short(str(outcome.get("status")), 64), response=answer)
+                reason = reason if not absent(reason) else outcome.get("status") or "no status"
+                raise ATError("at_transfer_failed", f"Africa's Talking did not transfer the call: {short(str(reason))}",
+                              at_status=short(str(outcome.get("status")), 64), response=answer)
             return answer
 
         return self._ask("transfer", ask)
@@ -161,10 +134,10 @@ class VoiceClient:
                 "incoming": incoming, "outgoing": outgoing, "expire": f"{int(expire)}s"}
 
         def ask():
-            answer = _as_object(self._post(self.webrtc_url + "/capability-token/request", json=body))
+            answer = as_object(self._post(self.webrtc_url + "/capability-token/request", json=body))
             error = answer.get("errorMessage")
-            if error not in (None, "None", ""):
-                raise ATError("at_rejected", f"Africa's Talking refused the token: {_short(str(error))}")
+            if not absent(error):
+                raise ATError("at_rejected", f"Africa's Talking refused the token: {short(str(error))}")
             if not isinstance(answer.get("token"), str) or not answer["token"]:
                 raise ATError("at_bad_response", "Africa's Talking answered the token request without a token")
             return answer
@@ -195,7 +168,7 @@ class VoiceClient:
         try:
             return ask()
         except AfricasTalkingException as exc:
-            raise ATError("at_rejected", f"Africa's Talking refused the request: {_short(str(exc))}") from None
+            raise ATError("at_rejected", f"Africa's Talking refused the request: {short(str(exc))}") from None
         except requests.exceptions.JSONDecodeError:
             # The SDK parsed a body labelled application/json that was not JSON.
             raise ATError("at_bad_response", "Africa's Talking answered with a body that is not JSON") from None
@@ -222,43 +195,6 @@ class VoiceClient:
             return response.json()
         except ValueError:
             return response.text
-
-
-def _as_object(answer):
-    """Return AT's answer as a dict: the SDK hands back a str when the content type has parameters."""
-    if isinstance(answer, str):
-        try:
-            answer = json.loads(answer)
-        except ValueError:
-            raise ATError("at_bad_response", f"Africa's Talking answered with a body that is not JSON: {_short(answer)}") from None
-    if not isinstance(answer, dict):
-        raise ATError("at_bad_response", "Africa's Talking answered with JSON that is not an object")
-    return answer
-
-
-def _check_entries(answer, every=True):
-    """Raise ATError unless AT queued every number (or, not `every`, at least one): per-number failures come inside a 2xx."""
-    error_message = answer.get("errorMessage")
-    entries = answer.get("entries")
-    if error_message not in (None, "None", "") and not entries:
-        raise ATError("at_rejected", f"Africa's Talking refused the call: {_short(str(error_message))}", response=answer)
-    if not isinstance(entries, list) or not entries:
-        raise ATError("at_bad_response", "Africa's Talking answered without any call entry", response=answer)
-    statuses = [entry.get("status") if isinstance(entry, dict) else None for entry in entries]
-    for status in statuses:
-        if status != "Queued" and (every or "Queued" not in statuses):
-            raise ATError(
-                "at_call_failed",
-                f"Africa's Talking did not queue the call: {status or 'no status'}",
-                at_status=status,
-                response=answer,
-            )
-
-
-def _short(text, limit=300):
-    """Trim a foreign message to a size fit for a JSON error body."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def our_numbers(config):
@@ -289,7 +225,7 @@ def init_app(app):
         client = VoiceClient(
             app.config["AT_USERNAME"],
             app.config["AT_API_KEY"],
-            app.config["AT_VOICE_NUMBER"],
+            app.config["AT_NUMBERS"][0],  # AT_VOICE_NUMBER in E.164, as every number the service compares
             base_url=app.config.get("AT_VOICE_API_URL", ""),
             timeout=float(app.config["AT_TIMEOUT_SECONDS"]),
             max_in_flight=int(app.config["VOICE_MAX_DIALOUTS_IN_FLIGHT"]),

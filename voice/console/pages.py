@@ -9,16 +9,16 @@ from flask_wtf import FlaskForm
 from wtforms import StringField
 from wtforms.validators import InputRequired, Length
 
-from voice import dialout, metrics
-from voice.at.client import ATError, Busy, NotConfigured
+from voice import dialout, filters, refusals
+from voice.at.client import ATError, NotConfigured
 from voice.auth import DIAL, READ, scoped_label
 from voice.console import bp, diagram
 from voice.console.signin import signed_in
 from voice.console.timeline import timeline
 from voice.errors import APIError
-from voice.phone import CostlyNumber, InvalidPhone, NotAllowed
 from voice.ratelimit import TooManyDials
 from voice.store import history
+from voice.store.overview import Overview
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +44,13 @@ def home():
 def calls():
     """Calls in progress, then recent calls, filtered and a page at a time; the tables refresh themselves."""
     args = {name: request.args[name] for name in FILTERS if request.args.get(name)}
-    cursor = {"cursor": request.args["cursor"]} if request.args.get("cursor") else {}
     error = None
     try:
-        recent, following = history.list_calls(dict(args, limit=str(PAGE), **cursor), scoped_label())
-    except history.BadFilter as exc:
-        recent, following, error = [], None, str(exc)
+        wanted = filters.call_filter({name: request.args.get(name) for name in (*FILTERS, "cursor")}, limit=PAGE)
+        recent, following = history.list_calls(wanted, scoped_label())
+        following = filters.encode_cursor(following) if following else None
+    except filters.BadFilter as exc:
+        recent, following, error = [], None, exc.message
     live = history.live_calls(scoped_label())
     overview_figures().warm(current_app._get_current_object(), scoped_label())
     context = {"live": live, "recent": recent, "following": following, "filters": args, "error": error,
@@ -66,7 +67,8 @@ def call(session_id):
     detail = history.call_with_events(session_id, scoped_label())
     if detail is None:
         raise APIError(404, "not_found", "No call with this sessionId is recorded.")
-    return render_template("console/call.html", call=detail["call"], timeline=timeline(detail))
+    return render_template("console/call.html", call=detail["call"], timeline=timeline(detail),
+                           details=history.labelled_values(detail["call"]))
 
 
 @bp.get("/overview")
@@ -123,18 +125,13 @@ def place():
         try:
             numbers = dialout.checked([form.phone.data])
             answer = dialout.place(numbers, g.api_key_label)
-        except (InvalidPhone, NotAllowed) as exc:
-            if isinstance(exc, (CostlyNumber, NotAllowed)):  # counted as the API counts them
-                metrics.refused("premium_number" if isinstance(exc, CostlyNumber) else "country")
-            error = str(exc)
-        except TooManyDials as exc:
-            metrics.refused("rate_limit")
-            error = f"{exc} Try again in {exc.retry_after} s."
+        except refusals.REFUSED as exc:
+            refusals.counted(exc)  # as the API counts them
+            error = refusals.message(exc)
+            if isinstance(exc, TooManyDials):
+                error += f" Try again in {exc.retry_after} s."
         except ATError as exc:
             error = exc.message
-        except Busy:
-            metrics.refused("busy")
-            error = "Too many calls are being placed at once; try again in a few seconds."
         except NotConfigured as exc:
             error = "Dial-out is off until these settings are set: " + ", ".join(exc.missing)
         else:
@@ -147,7 +144,7 @@ def place():
 
 def overview_figures():
     """This app's overview figures, whole past days kept per process."""
-    return current_app.extensions.setdefault("voice_overview", history.Overview())
+    return current_app.extensions.setdefault("voice_overview", Overview())
 
 
 @bp.app_template_filter("duration")

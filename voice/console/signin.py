@@ -161,6 +161,7 @@ def sign_in():
     if form.validate_on_submit():
         entry = key_entry(form.key.data)
         if entry is not None and hmac.compare_digest(entry[0].encode(), form.label.data.strip().encode()):
+            sessions.end(session.get("sid"))  # a session this browser had before ends, copies of it included
             session.clear()
             session.permanent = True
             session_id = sessions.start(entry[0], current_app.permanent_session_lifetime)

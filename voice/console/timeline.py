@@ -2,6 +2,8 @@
 
 import json
 
+from voice.shapes import absent
+
 STATE_WORDS = {
     "Queued": "Queued with AT", "Started": "Started", "Ringing": "Ringing", "Answered": "Answered",
     "Active": "In progress", "Transferred": "Transfer started", "TransferCompleted": "Transfer ended",
@@ -43,8 +45,8 @@ def _entry(event):
             lines.append(f"{words}: {payload[field]}")
     if kind in ("Completed", "NotAnswered", "Failed") or payload.get("isActive") == "0":
         figures = [f"{payload[name]}{unit}" for name, unit in (("durationInSeconds", " s"), ("hangupCause", ""))
-                   if payload.get(name) not in (None, "", "None")]
-        if payload.get("amount") not in (None, "", "None"):
+                   if not absent(payload.get(name))]
+        if not absent(payload.get("amount")):
             figures.append(f"{payload.get('currencyCode') or ''} {payload['amount']}".strip())
         if figures:
             lines.append(", ".join(figures))

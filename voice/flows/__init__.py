@@ -1,5 +1,6 @@
-"""Call flows as data: a YAML file of named steps (document), answering a callback from it (ivr), AT's XML (voicexml)."""
+"""Call flows as data: the model (document), its checks (checks), answering a callback (ivr), AT's XML (voicexml)."""
 
-from voice.flows.document import FlowError, check_document, load, media_urls
+from voice.flows.checks import check_document, load
+from voice.flows.document import FlowError, media_urls
 
 __all__ = ["FlowError", "check_document", "load", "media_urls"]

@@ -11,7 +11,8 @@ from flask import current_app, url_for
 
 from voice import shapes
 from voice.flows import clients, voicexml
-from voice.flows.document import Action, FlowError, check_python_result
+from voice.flows.checks import check_python_result
+from voice.flows.document import Action, FlowError
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,8 @@ def step_url(step, **params):
 def _instruct_url():
     public = current_app.config.get("VOICE_PUBLIC_URL")
     if public:
-        return public.rstrip("/") + url_for("voice.instruct")
-    return url_for("voice.instruct", _external=True)
+        return public.rstrip("/") + url_for("webhooks.instruct")
+    return url_for("webhooks.instruct", _external=True)
 
 
 def answer(flow, note, args, fields):
@@ -48,18 +49,18 @@ def answer(flow, note, args, fields):
     if step is None:
         raise FlowProblem(f"callback names unknown step {name[:64]!r}")
     if step.menu is None:
-        return _play(flow, step, fields)
+        return _play(flow, step, note, fields)
     attempt = _attempt(args.get("attempt"))
     if args.get("input") == "none":
-        return _retry_or_fail(flow, step, attempt, step.menu.no_input, fields)
+        return _retry_or_fail(flow, step, attempt, step.menu.no_input, note, fields)
     if "dtmfDigits" in fields and args.get("step"):
         keys = (note.digits or "")
         if step.menu.finish_key:
             keys = keys.removesuffix(step.menu.finish_key)
         target = step.menu.options.get(keys)
         if target is not None:
-            return _play(flow, flow.steps[target], fields)
-        return _retry_or_fail(flow, step, attempt, step.menu.invalid, fields)
+            return _play(flow, flow.steps[target], note, fields)
+        return _retry_or_fail(flow, step, attempt, step.menu.invalid, note, fields)
     return _fixed(("menu", step.name, attempt, None), lambda: _menu(step, attempt))
 
 
@@ -85,18 +86,18 @@ def _changes(step):
     return step.python is not None or clients.has_dynamic_dial(step.actions)
 
 
-def _play(flow, step, fields):
+def _play(flow, step, note, fields):
     """The XML of a step played from its start; a step whose XML changes is rendered anew each time."""
     if _changes(step):
-        return voicexml.render(step_actions(flow, step, fields), step_url)
-    return _fixed(("step", step.name), lambda: step_actions(flow, step, fields))
+        return voicexml.render(step_actions(flow, step, fields, note), step_url)
+    return _fixed(("step", step.name), lambda: step_actions(flow, step, fields, note))
 
 
 def _attempt(raw):
     return shapes.whole(raw, 1, MAX_ATTEMPT) or 1
 
 
-def _retry_or_fail(flow, step, attempt, notice, fields):
+def _retry_or_fail(flow, step, attempt, notice, note, fields):
     """The menu again with `notice`, or the menu's onFail step once its retries are used up."""
     if attempt <= step.menu.retries:
         return _fixed(("menu", step.name, attempt + 1, notice), lambda: _menu(step, attempt + 1, notice))
@@ -105,8 +106,8 @@ def _retry_or_fail(flow, step, attempt, notice, fields):
         return _fixed(("fail", step.name, notice), lambda: said + [Action("Say", text="Goodbye.")])
     on_fail = flow.steps[step.menu.on_fail]
     if _changes(on_fail):
-        return voicexml.render(said + step_actions(flow, on_fail, fields), step_url)
-    return _fixed(("fail", step.name, notice), lambda: said + step_actions(flow, on_fail, fields))
+        return voicexml.render(said + step_actions(flow, on_fail, fields, note), step_url)
+    return _fixed(("fail", step.name, notice), lambda: said + step_actions(flow, on_fail, fields, note))
 
 
 def _menu(step, attempt, notice=None):
@@ -119,15 +120,16 @@ def _menu(step, attempt, notice=None):
     return ([Action("Say", text=notice)] if notice else []) + [get_digits, no_input]
 
 
-def step_actions(flow, step, fields):
-    """The actions a step plays (its menu's first round, or what its Python callable returns)."""
+def step_actions(flow, step, fields, note=None):
+    """The actions a step plays (its menu's first round, or what its Python callable returns from the raw `fields`)
+    for the call `note` (None: a preview, outside any call)."""
     if step.menu is not None:
         return _menu(step, 1)
     if step.actions is not None:
-        return clients.resolve(step.actions, fields)
+        return clients.resolve(step.actions, note)
     try:
         result = step.python(dict(fields))
-        return clients.resolve(check_python_result(flow, step.name, result), fields)
+        return clients.resolve(check_python_result(flow, step.name, result), note)
     except FlowError as exc:
         raise FlowProblem(f"python step {step.name!r} returned an invalid result: {'; '.join(exc.problems)}") from None
     except Exception as exc:  # a hook's own bug must not reach the caller as dead air

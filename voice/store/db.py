@@ -53,6 +53,11 @@ def utcnow():
     return datetime.now(timezone.utc)
 
 
+def iso(moment):
+    """A UTC time as the API shows it (`2026-11-27T08:00:00Z`), or None."""
+    return moment.isoformat().replace("+00:00", "Z") if moment is not None else None
+
+
 def engine_options(url, timeout):
     """Engine settings for `url` that bound every wait on the database by `timeout` seconds."""
     backend = sa.engine.make_url(url).get_backend_name()

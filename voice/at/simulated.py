@@ -13,10 +13,10 @@ import re
 import secrets
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
+from http.server import ThreadingHTTPServer
 
 from voice.phone import mask
+from voice.at.simulated_http import handler_for
 from voice.at.simulator import SimulatedCall, SimulationError
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def new_session_id():
     return "ATVId_" + secrets.token_hex(16)
 
 
-class FakeAT:
+class SimulatedAT:
     """The simulated AT API server; `requests` holds every form it received, in order.
 
     Its callees press `digits` at each GetDigits, or `press[number]` when the number they
@@ -73,7 +73,7 @@ class FakeAT:
         self.calls = []
         self.requests = []
         self._release = threading.Event()
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._server = ThreadingHTTPServer((host, port), handler_for(self))
         self._server.daemon_threads = True
         self._thread = None
 
@@ -85,7 +85,7 @@ class FakeAT:
 
     def start(self):
         """Serve in a background thread; return self."""
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-at", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="simulated-at", daemon=True)
         self._thread.start()
         return self
 
@@ -290,73 +290,3 @@ class FakeAT:
 def _masked(line):
     """A transcript line fit for a log: phone numbers masked."""
     return re.sub(r"\+\d{7,15}", lambda found: mask(found.group()), line)
-
-
-def _handler_for(fake):
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "FakeAT/1"
-
-        def do_POST(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length).decode("utf-8", "replace")
-            if (self.headers.get("Content-Type") or "").startswith("application/json"):
-                try:
-                    form = json.loads(raw)
-                except ValueError:
-                    form = {}
-                form = form if isinstance(form, dict) else {}
-            else:
-                form = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
-            fake.requests.append({"path": self.path, "form": form, "apiKey": self.headers.get("apiKey")})
-            if fake.api_key is not None and self.headers.get("apiKey") != fake.api_key:
-                self._send(401, "text/plain", "The supplied authentication is invalid")
-            elif self.path == "/call":
-                self._send(*fake.answer_call(form))
-            elif self.path == "/queueStatus":
-                self._send(*fake.answer_queue_status(form))
-            elif self.path == "/mediaUpload":
-                self._send(*fake.answer_media_upload(form))
-            elif self.path == "/callTransfer":
-                self._send(*fake.answer_call_transfer(form))
-            elif self.path == "/capability-token/request":
-                self._send(*fake.answer_capability_token(form))
-            elif self.path == "/simulator/calls":
-                self._stream_call(form)
-            else:
-                self._send(404, "text/plain", "Not Found")
-
-        def _stream_call(self, spec):
-            """Not AT's: play a call for `voice simulate` and stream its transcript, a line at a time."""
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.end_headers()
-            lock = threading.Lock()
-
-            def say(line):
-                with lock:  # a transfer's line comes from another request's thread
-                    try:
-                        self.wfile.write((line + "\n").encode("utf-8"))
-                        self.wfile.flush()
-                    except OSError:
-                        pass  # the command went away; the call plays on
-
-            try:
-                fake.play_for(spec, say)
-            except SimulationError as exc:
-                say(f"ERROR {exc}")
-
-        def _send(self, status, content_type, body):
-            data = body.encode("utf-8")
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up waiting (a hang test); nothing to answer
-
-        def log_message(self, fmt, *args):
-            log.debug("fake AT: " + fmt, *args)
-
-    return Handler
