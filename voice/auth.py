@@ -108,12 +108,12 @@ def require_role(*roles):
     return decorate
 
 
-def check_role(role, roles):
-    """Raise 403 `forbidden` naming the roles needed unless `role` is one of `roles`."""
+def check_role(role, roles, what="This"):
+    """Raise 403 `forbidden` naming the roles `what` needs (counted, logged) unless `role` is one of `roles`."""
     if role not in roles:
         metrics.refused("role")
         log.warning("%s %s refused: a %s key may not use it", request.method, request.path, role)
-        raise APIError(403, "forbidden", f"This needs a key with the {' or '.join(roles)} role; this key is a {role}.")
+        raise APIError(403, "forbidden", f"{what} needs a key with the {' or '.join(roles)} role; this key is a {role}.")
 
 
 def scoped_label():

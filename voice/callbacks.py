@@ -15,7 +15,6 @@ from voice.phone import InvalidPhone, canonical, from_dialled
 MAX_SECONDS = 10 * 24 * 3600  # no count of seconds AT sends (a call, a queue wait) is longer
 MAX_AMOUNT = Decimal(10) ** 9
 _PLUS_FOR_SPACE = re.compile(r"^\d{4}-\d\d-\d\d\+")
-MAX_URL = 2048
 
 
 MAX_FIELD = 2048
@@ -97,7 +96,7 @@ def parse(form, username=None, country_code=""):
     note.state = _state(form, note, problems)
     # A call from a browser or app client (AT's WebRTC SDK): callerNumber is `<AT username>.<client
     # name>`, and clientDialedNumber is what the agent typed, as typed.
-    client = CLIENT_CALLER.fullmatch(note.caller or "")
+    client = shapes.CLIENT_ADDRESS.fullmatch(note.caller or "")
     if client and client.group(1) != username:
         problems.append("callerNumber names a client of another AT username")
         client = None
@@ -222,14 +221,12 @@ def _url(value, problems):
     if shapes.absent(value):
         return None
     value = value.strip()
-    if len(value) > MAX_URL or not value.startswith(("http://", "https://")) or shapes.has_control(value):
+    if len(value) > shapes.MAX_URL or not value.startswith(("http://", "https://")) or shapes.has_control(value):
         problems.append("recordingUrl is not an http(s) URL")
         return None
     return value
 
 
-CLIENT_CALLER = re.compile(r"([A-Za-z0-9_-]{1,64})\.([A-Za-z0-9_-]{1,64})")
-CLIENT_REQUEST_ID = re.compile(r"[\x21-\x7e]([\x20-\x7e]{0,62}[\x21-\x7e])?")
 
 READERS = {
     "token": _word,
@@ -240,7 +237,7 @@ READERS = {
     "amount": _amount,
     "currency": _currency,
     "time": _timestamp,
-    "request_id": _matching(CLIENT_REQUEST_ID, "clientRequestId is not 1 to 64 printable characters"),
+    "request_id": _matching(shapes.CLIENT_REQUEST_ID, "clientRequestId is not 1 to 64 printable characters"),
     # What a client's agent dialled, as typed (with or without `+`, local or international): read as a number
     # once (Notification.dialled), and a typed mistake is the agent's to hear about.
     "dialled": _text,

@@ -6,12 +6,11 @@ from flask import request
 from flask.json.provider import DefaultJSONProvider
 
 from voice import shapes
-from voice.callbacks import CLIENT_REQUEST_ID, FORM_TYPES
+from voice.callbacks import FORM_TYPES
 from voice.errors import APIError
 
 MAX_FIELD = 64
 MAX_NUMBERS = 10
-MAX_URL = 2048
 AUDIO_URL = re.compile(r"^https?://[^\s/?#]+[^\s?#]*\.(mp3|wav)(\?[^\s#]*)?$", re.IGNORECASE)
 
 
@@ -105,7 +104,7 @@ def integer(name, default, low, high):
 
 def audio_url(name, required=False):
     """An http(s) URL of an .mp3 or .wav file, as AT plays and caches; None when absent and not required."""
-    value = text(name, MAX_URL)
+    value = text(name, shapes.MAX_URL)
     if value is None or not value.strip():
         if required:
             raise APIError(400, "bad_field", f"{name} is required: the http(s) URL of an .mp3 or .wav file.")
@@ -121,6 +120,6 @@ def client_request_id():
     value = text("clientRequestId")
     if value is None:
         return None
-    if not CLIENT_REQUEST_ID.fullmatch(value):
+    if not shapes.CLIENT_REQUEST_ID.fullmatch(value):
         raise APIError(400, "bad_field", "clientRequestId must be 1 to 64 printable ASCII characters.")
     return value

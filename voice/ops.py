@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, request
 from voice import metrics
 from voice.auth import WATCH, address_in, authenticate, check_role
 from voice.errors import APIError
-from voice.ratelimit import limiter
+from voice.ratelimit import store_answers
 from voice.store.db import db
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def ready():
         log.warning("readiness: the database does not answer (%s)", type(exc).__name__)
         failing.append("database")
     try:
-        if not limiter.storage.check():
+        if not store_answers():
             failing.append("rate_limit_store")
     except Exception as exc:
         log.warning("readiness: the rate-limit store does not answer (%s)", type(exc).__name__)

@@ -1,10 +1,12 @@
-"""Dial-out rate limits, with Flask-Limiter: per API key and per destination number.
+"""Rate limits, with `limits` (the library under Flask-Limiter): dial-outs per API key and per destination
+number, wrong API keys and console sign-ins per address.
 
 Limits must hold across every worker of a deployment, so the counters cannot live in one
-process's memory. With RATELIMIT_STORAGE_URI set (Redis for several hosts) Flask-Limiter uses
-it; unset, the counters live in a SQLite file in the instance folder, shared by all the
-workers of one host, through the small `limits` storage below (`limits` ships none that
-needs no server).
+process's memory. With RATELIMIT_STORAGE_URI set (Redis for several hosts) `limits` uses it;
+unset, the counters live in a SQLite file in the instance folder, shared by all the workers of
+one host, through the small `limits` storage below (`limits` ships none that needs no server).
+The limits are checked where they apply, never in a hook on every request: AT's callbacks never
+touch them.
 """
 
 import fcntl
@@ -16,14 +18,12 @@ import time
 from urllib.parse import urlparse
 
 from flask import current_app
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from limits import parse_many
 from limits.errors import StorageError
-from limits.storage import Storage
+from limits.storage import Storage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter
 
 log = logging.getLogger(__name__)
-limiter = Limiter(key_func=get_remote_address)
 
 
 class SQLiteStorage(Storage):
@@ -120,10 +120,10 @@ def count_dialouts(label, numbers):
 
     A browser client's own dial has no key (`label` None): only its destination is counted.
     Every limit is tested before any is counted, so a refused request costs nothing; the
-    refusal is a 429 with Retry-After. The counters live in Flask-Limiter's storage, shared by
-    every worker (and every host, with Redis).
+    refusal is a 429 with Retry-After. The counters live in the limits store, shared by every
+    worker (and every host, with Redis).
     """
-    strategy, prefix = limiter.limiter, current_app.config["RATELIMIT_KEY_PREFIX"]
+    strategy, prefix = _strategy(), current_app.config["RATELIMIT_KEY_PREFIX"]
     checks = [] if label is None else [
         (item, ("dialout-per-key", label), len(numbers),
          "This key may place at most {item} dial-outs (VOICE_RATE_LIMIT_PER_KEY).")
@@ -146,23 +146,16 @@ def check_key_guesses(address):
     is a second line behind long random keys, so a limits store that fails lets requests through
     (logged) rather than closing the API to every right key.
     """
-    strategy, prefix = limiter.limiter, current_app.config["RATELIMIT_KEY_PREFIX"]
     try:
-        for item in parse_many(current_app.config["VOICE_BAD_KEY_LIMIT"]):
-            if not strategy.test(item, prefix, "bad-key", address):
-                reset = strategy.get_window_stats(item, prefix, "bad-key", address).reset_time
-                raise TooManyDials(max(1, int(reset - time.time()) + 1),
-                                   f"Too many wrong API keys from this address: at most {item} (VOICE_BAD_KEY_LIMIT).")
+        _refuse_over("VOICE_BAD_KEY_LIMIT", ("bad-key", address), "Too many wrong API keys from this address")
     except (StorageError, OSError) as exc:
         log.warning("wrong-key limit not checked (the limits store failed: %s)", exc)
 
 
 def count_key_guess(address):
     """Count one wrong API key sent from `address` (nothing when the limits store fails)."""
-    strategy, prefix = limiter.limiter, current_app.config["RATELIMIT_KEY_PREFIX"]
     try:
-        for item in parse_many(current_app.config["VOICE_BAD_KEY_LIMIT"]):
-            strategy.hit(item, prefix, "bad-key", address)
+        _count("VOICE_BAD_KEY_LIMIT", ("bad-key", address))
     except (StorageError, OSError) as exc:
         log.warning("wrong key not counted (the limits store failed: %s)", exc)
 
@@ -175,22 +168,48 @@ class TooManyDials(Exception):
         self.retry_after = retry_after
 
 
+def count_sign_in(address):
+    """Count a console sign-in attempt from `address`; TooManyDials (a 429) once VOICE_CONSOLE_SIGNIN_LIMIT is used up."""
+    _refuse_over("VOICE_CONSOLE_SIGNIN_LIMIT", ("console-sign-in", address), "Too many sign-in attempts from this address")
+    _count("VOICE_CONSOLE_SIGNIN_LIMIT", ("console-sign-in", address))
+
+
+def store_answers():
+    """True while the limits store answers (for the readiness check)."""
+    return _strategy().storage.check()
+
+
+def _strategy():
+    return current_app.extensions["voice_limits"]
+
+
+def _refuse_over(setting, identifiers, words):
+    """Raise TooManyDials when any limit of `setting` is used up for `identifiers`."""
+    strategy, prefix = _strategy(), current_app.config["RATELIMIT_KEY_PREFIX"]
+    for item in parse_many(current_app.config[setting]):
+        if not strategy.test(item, prefix, *identifiers):
+            reset = strategy.get_window_stats(item, prefix, *identifiers).reset_time
+            raise TooManyDials(max(1, int(reset - time.time()) + 1), f"{words}: at most {item} ({setting}).")
+
+
+def _count(setting, identifiers):
+    strategy, prefix = _strategy(), current_app.config["RATELIMIT_KEY_PREFIX"]
+    for item in parse_many(current_app.config[setting]):
+        strategy.hit(item, prefix, *identifiers)
+
+
+LIMITS = ("VOICE_RATE_LIMIT_PER_KEY", "VOICE_RATE_LIMIT_PER_DESTINATION", "VOICE_BAD_KEY_LIMIT",
+          "VOICE_CONSOLE_SIGNIN_LIMIT")
+
+
 def init_app(app):
-    """Point Flask-Limiter at the configured storage, or the shared SQLite file by default."""
-    for name in ("VOICE_RATE_LIMIT_PER_KEY", "VOICE_RATE_LIMIT_PER_DESTINATION", "VOICE_BAD_KEY_LIMIT"):
+    """Check the limits' settings, and open the configured limits store (the shared SQLite file by default)."""
+    for name in LIMITS:
         try:
             parse_many(app.config[name])
         except ValueError:
             raise ValueError(f"{name}={app.config[name]!r} is not a limit such as '10 per minute'") from None
-    if not app.config.get("RATELIMIT_STORAGE_URI"):
-        app.config["RATELIMIT_STORAGE_URI"] = "sqlite:///" + os.path.join(app.instance_path, "ratelimits.sqlite3")
-    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    uri = app.config.get("RATELIMIT_STORAGE_URI") or "sqlite:///" + os.path.join(app.instance_path, "ratelimits.sqlite3")
     app.config.setdefault("RATELIMIT_KEY_PREFIX", "voice")
     # Fail closed: a storage error becomes limits' StorageError, answered 503, never a free pass.
-    app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"wrap_exceptions": True})
-    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", False)
-    limiter.init_app(app)
-    # Flask-Limiter also looks every request over in a before_request hook, which cost AT's
-    # callbacks about a tenth of their time. Only the dial-out views carry limits, and their
-    # decorators check them, so the hook goes: the webhooks never enter the limiter.
-    app.before_request_funcs[None].remove(limiter._check_request_limit)
+    app.extensions["voice_limits"] = FixedWindowRateLimiter(storage_from_string(uri, wrap_exceptions=True))

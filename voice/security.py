@@ -7,6 +7,7 @@ import re
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from voice import logs
+from voice.shapes import CLIENT_GLOB
 from voice.auth import parse_api_keys, parse_networks
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,6 @@ def parse_country_codes(setting):
     return codes
 
 
-CLIENT_PATTERN = re.compile(r"[A-Za-z0-9_*?]{1,64}")
 
 
 def parse_client_names(setting):
@@ -29,7 +29,7 @@ def parse_client_names(setting):
     rules = []
     for item in filter(None, (part.strip() for part in setting.split(","))):
         label, sep, pattern = item.rpartition(":")
-        if not CLIENT_PATTERN.fullmatch(pattern) or (sep and not label.strip()):
+        if not CLIENT_GLOB.fullmatch(pattern) or (sep and not label.strip()):
             raise ValueError(f"VOICE_CLIENT_NAMES entry {item!r} is not a name or pattern (letters, digits, _, * and ?), "
                              "optionally after 'label:'")
         rules.append((label.strip() or None, pattern))

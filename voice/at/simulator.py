@@ -8,7 +8,6 @@ SimulationError naming the problem.
 """
 
 import math
-import re
 import secrets
 import time
 import xml.etree.ElementTree as ET
@@ -17,10 +16,11 @@ from urllib.parse import urlencode, urlparse, urlunparse
 
 import requests
 
+from voice import shapes
+
 ELEMENTS = {"Say", "Play", "GetDigits", "Dial", "Record", "Redirect", "Reject", "Conference", "Enqueue", "Dequeue"}
 TERMINAL = {"Dial", "Reject", "Conference", "Enqueue", "Dequeue"}
 MAX_REQUESTS = 40
-CLIENT_ADDRESS = re.compile(r"([A-Za-z0-9_-]{1,64})\.([A-Za-z0-9_-]{1,64})")
 RATE_PER_MINUTE = 4.0  # KES, a plausible live rate for the simulated figures
 RECORDING_URL = "https://simulated.invalid/recordings/{session}-{n}.mp3"
 
@@ -187,7 +187,7 @@ class SimulatedCall:
             else:
                 self.say(f"{action.tag.upper()} " + " ".join(f"{k}={v}" for k, v in action.attrib.items()))
                 for address in (action.get("phoneNumbers") or "").split(",") if action.tag == "Dial" else []:
-                    client = CLIENT_ADDRESS.fullmatch(address)
+                    client = shapes.CLIENT_ADDRESS.fullmatch(address)
                     if client:
                         self.say(f"  (rings the browser or app client {client.group(2)})")
                 self.seconds += 30 if action.tag == "Dial" else 1

@@ -10,18 +10,17 @@ from datetime import timedelta
 from flask import (current_app, g, has_request_context, redirect, render_template, request, session,
                    url_for)
 from flask.sessions import SecureCookieSessionInterface
-from flask_limiter.util import get_remote_address
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, TooManyRequests
 from wtforms import PasswordField, StringField
 from wtforms.validators import InputRequired, Length
 
 from voice import metrics
-from voice.auth import key_entry, labelled
+from voice.auth import check_role, key_entry, labelled
 from voice.console import bp
 from voice.errors import APIError
-from voice.ratelimit import limiter
+from voice.ratelimit import TooManyDials, count_sign_in
 from voice.store import sessions
 
 log = logging.getLogger(__name__)
@@ -125,10 +124,7 @@ def signed_in(*roles):
                 session.clear()
                 return redirect(url_for("console.sign_in", next=request.full_path if request.method == "GET" else None))
             g.api_key_label, g.api_role = label, current[1]
-            if g.api_role not in roles:
-                metrics.refused("role")
-                raise APIError(403, "forbidden", f"This page needs a key with the {' or '.join(roles)} role; "
-                               f"this key is a {g.api_role}.")
+            check_role(g.api_role, roles, "This page")
             return view(*args, **kwargs)
 
         return wrapped
@@ -148,14 +144,14 @@ def console_path(target):
     return target
 
 
-def _signin_limit():
-    return current_app.config["VOICE_CONSOLE_SIGNIN_LIMIT"]
-
-
 @bp.route("/sign-in", methods=["GET", "POST"])
-@limiter.limit(_signin_limit, key_func=get_remote_address, methods=["POST"], scope="console-sign-in")
 def sign_in():
-    """Sign in with an API key's label and key."""
+    """Sign in with an API key's label and key (attempts limited per address: VOICE_CONSOLE_SIGNIN_LIMIT)."""
+    if request.method == "POST":
+        try:
+            count_sign_in(request.remote_addr or "-")
+        except TooManyDials as exc:
+            raise TooManyRequests(f"{exc} Try again in {exc.retry_after} s.", retry_after=exc.retry_after) from None
     form = SignInForm()
     error = None
     if form.validate_on_submit():

@@ -3,14 +3,12 @@
 A step is a list of actions, a menu, or a Python callable that returns actions.
 """
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_FLOW = Path(__file__).parent / "default.yaml"
 
 # A browser or app client's name, as flow files and the token route accept it.
-CLIENT_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
 
 
 class FlowError(Exception):

@@ -11,9 +11,9 @@ from voice.at.client import get_client
 from voice.auth import ADMIN, DIAL, WATCH, require_role, scoped_label
 from voice.errors import APIError
 from voice.flows.clients import client_address
-from voice.flows.document import CLIENT_NAME
 from voice.phone import InvalidPhone, normalise
 from voice.security import client_name_allowed
+from voice.shapes import CLIENT_NAME
 
 bp = Blueprint("api", __name__, url_prefix="/voice")
 ROOT = Path(__file__).resolve().parent.parent

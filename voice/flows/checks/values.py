@@ -7,7 +7,7 @@ lists everything wrong with it.
 import re
 from urllib.parse import urlparse
 
-from voice.flows.document import CLIENT_NAME
+from voice.shapes import CLIENT_NAME
 from voice.phone import InvalidPhone, normalise
 
 VOICE_NAME = re.compile(r"^(man|woman|[a-z]{2,3}-[A-Z]{2}-[A-Za-z0-9-]{1,40})$")
