@@ -19,7 +19,7 @@ from werkzeug.test import EnvironBuilder
 from app import create_app
 from bench.bare_app import XML
 from bench.bare_app import app as bare
-from voice import callbacks
+from voice import callbacks, settings
 from voice.auth import require_webhook_auth
 from voice.store import records
 
@@ -37,7 +37,8 @@ FORMS = {
 def _staged_app(checks):
     """A Flask app whose routes parse the callback as the service does (and check it like a webhook)."""
     staged = Flask(__name__)
-    staged.config.update(VOICE_WEBHOOK_TOKEN=TOKEN, WEBHOOK_NETWORKS=[])
+    staged.config.update(settings.DEFAULTS, VOICE_WEBHOOK_TOKEN=TOKEN)
+    staged.extensions["voice_settings"] = settings.build(staged.config, "live")
 
     def view():
         callbacks.parse_request(request)

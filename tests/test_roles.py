@@ -136,4 +136,4 @@ def test_a_dialer_sees_only_its_calls_in_the_console_too(served):
 def test_an_unknown_role_is_part_of_the_key_not_a_role(make_app, entry):
     # `label:key:xyz` with xyz not a role is read as a key holding a colon, so it never grants a made-up role.
     app = make_app(VOICE_API_KEYS=entry)
-    assert dict((label, role) for label, _, role in app.config["API_KEYS"])["acme"] == "admin"
+    assert dict((label, role) for label, _, role in app.extensions["voice_settings"].api_keys)["acme"] == "admin"

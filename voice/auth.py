@@ -7,54 +7,18 @@ import logging
 
 from flask import current_app, g, request
 
-from voice import metrics
+from voice import metrics, settings
 from voice.errors import APIError
 from voice.ratelimit import check_key_guesses, count_key_guess
 
 log = logging.getLogger(__name__)
 
 
-ROLES = ("admin", "dialer", "viewer")
 # What each role may do, as the routes check it (the README's table lists route x role).
 DIAL = ("admin", "dialer")          # place paid legs: dial-outs, transfers
 READ = ("admin", "dialer", "viewer")  # read calls (a dialer only those it placed)
 WATCH = ("admin", "viewer")         # read what concerns the whole account: metrics, queues
 ADMIN = ("admin",)                  # change the account: media, client tokens
-
-
-def parse_api_keys(keys_setting, single_key):
-    """`label:key[:role]` (VOICE_API_KEYS) plus VOICE_API_KEY as label `default`, as (label, key, role) triples.
-
-    An entry without a role, and VOICE_API_KEY, are `admin`, as every key was before roles.
-    """
-    entries = []
-    for number, item in enumerate(filter(None, (part.strip() for part in keys_setting.split(","))), start=1):
-        label, sep, rest = item.partition(":")
-        key, colon, role = rest.rpartition(":")
-        if not colon or role.strip() not in ROLES:
-            key, role = rest, "admin"
-        if not sep or not label.strip() or not key.strip():
-            # Never echo the item: it holds a key.
-            raise ValueError(f"VOICE_API_KEYS entry {number} is not 'label:key' or 'label:key:role' "
-                             f"(roles: {', '.join(ROLES)})")
-        entries.append((label.strip(), key.strip(), role.strip()))
-    if single_key:
-        entries.append(("default", single_key, "admin"))
-    labels = [label for label, _, _ in entries]
-    if len(set(labels)) != len(labels):
-        raise ValueError("VOICE_API_KEYS labels must be unique (and 'default' is VOICE_API_KEY's)")
-    return entries
-
-
-def parse_networks(setting, name="VOICE_WEBHOOK_ALLOWED_IPS"):
-    """An allow-list setting (addresses and CIDR ranges, comma-separated) as ip_network objects."""
-    networks = []
-    for item in filter(None, (part.strip() for part in setting.split(","))):
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ValueError(f"{name} entry {item!r} is not an address or CIDR range") from None
-    return networks
 
 
 def _same(given, expected):
@@ -65,7 +29,7 @@ def _same(given, expected):
 def key_entry(given):
     """The (label, role) of the configured key equal to `given`, or None; every key is compared, in constant time."""
     found = None
-    for label, key, role in current_app.config["API_KEYS"]:
+    for label, key, role in settings.current().api_keys:
         if _same(given, key) and found is None:
             found = (label, role)
     return found
@@ -73,7 +37,7 @@ def key_entry(given):
 
 def labelled(label):
     """(key, role) of the key labelled `label` now, or None when no key has that label any more."""
-    return next(((key, role) for name, key, role in current_app.config["API_KEYS"] if name == label), None)
+    return next(((key, role) for name, key, role in settings.current().api_keys if name == label), None)
 
 
 def presented_key():
@@ -96,7 +60,7 @@ def require_role(*roles):
     def decorate(view):
         @functools.wraps(view)
         def wrapped(*args, **kwargs):
-            if not current_app.config["API_KEYS"]:
+            if not settings.current().api_keys:
                 raise APIError(503, "not_configured", "No API key is set on the server (VOICE_API_KEY or "
                                "VOICE_API_KEYS), so this route is disabled.")
             g.api_key_label, g.api_role = authenticate()
@@ -146,7 +110,7 @@ def require_webhook_auth(view):
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
         config, req = current_app.config, request._get_current_object()
-        networks = config["WEBHOOK_NETWORKS"]
+        networks = settings.current().webhook_networks
         if networks and not address_in(req.remote_addr, networks):
             metrics.refused("ip")
             log.warning("webhook %s refused: source %s is not in VOICE_WEBHOOK_ALLOWED_IPS", req.path, req.remote_addr)

@@ -2,9 +2,9 @@
 
 import logging
 
-from flask import current_app, request
+from flask import request
 
-from voice import metrics
+from voice import metrics, settings
 from voice.access import annotate
 from voice.at.client import get_client
 from voice.phone import check_dialable, mask, normalise
@@ -24,7 +24,7 @@ def checked(raw_numbers):
     masked = ",".join(mask(number) for number in numbers)
     annotate(request.environ, detail="to=" + masked, to=masked)
     for number in numbers:
-        check_dialable(number, current_app.config["ALLOWED_COUNTRY_CODES"])
+        check_dialable(number, settings.current().allowed_country_codes)
     return numbers
 
 

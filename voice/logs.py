@@ -106,11 +106,12 @@ REDACT = Redact()
 _RECORD_ATTRIBUTES = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "request_id"}
 
 
-def remember_secrets(config):
-    """Look for the configured secrets (every API key, the webhook token, AT's key, SECRET_KEY) in every line."""
-    values = [key for _, key, _ in config.get("API_KEYS") or []]
-    values += [str(config.get(name) or "") for name in ("VOICE_API_KEY", "VOICE_WEBHOOK_TOKEN", "AT_API_KEY",
-                                                        "SECRET_KEY")]
+def remember_secrets(configured, config=None):
+    """Look for the configured secrets (every API key of `configured`, a Settings; the webhook token, AT's key and
+    SECRET_KEY of `config`) in every line."""
+    config = config or {}
+    values = [key for _, key, _ in configured.api_keys]
+    values += [str(config.get(name) or "") for name in ("VOICE_WEBHOOK_TOKEN", "AT_API_KEY", "SECRET_KEY")]
     _secrets[:] = sorted({value for value in values if len(value) >= MIN_SECRET}, key=len, reverse=True)
 
 

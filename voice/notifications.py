@@ -4,7 +4,7 @@ import logging
 
 from flask import current_app
 
-from voice import callbacks, metrics
+from voice import callbacks, metrics, settings
 from voice.access import annotate
 from voice.errors import APIError
 from voice.phone import mask
@@ -15,8 +15,7 @@ log = logging.getLogger(__name__)
 
 def read(req):
     """The Notification an AT callback carries (raises callbacks.Malformed); its id and details go on the log line."""
-    config = current_app.config
-    note = callbacks.parse_request(req, config["AT_USERNAME"], config["DEFAULT_COUNTRY_CODE"])
+    note = callbacks.parse_request(req, current_app.config["AT_USERNAME"], settings.current().default_country_code)
     caller = mask(note.caller)
     detail = f"state={note.state or '-'} caller={caller}"
     if note.problems:

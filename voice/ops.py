@@ -5,7 +5,7 @@ import logging
 import sqlalchemy as sa
 from flask import Blueprint, current_app, request
 
-from voice import metrics
+from voice import metrics, settings
 from voice.auth import WATCH, address_in, authenticate, check_role
 from voice.errors import APIError
 from voice.ratelimit import store_answers
@@ -21,7 +21,7 @@ def scrape():
     """The Prometheus text of every worker's metrics; behind the API key, or open to VOICE_METRICS_ALLOWED_IPS."""
     if not current_app.config["VOICE_METRICS"]:
         raise APIError(404, "not_found", "Metrics are off (VOICE_METRICS=0).")
-    if not address_in(request.remote_addr, current_app.config["METRICS_NETWORKS"]):
+    if not address_in(request.remote_addr, settings.current().metrics_networks):
         _, role = authenticate(hint=", or scrape from an address in VOICE_METRICS_ALLOWED_IPS.")
         check_role(role, WATCH)
     body, content_type = metrics.exposition()

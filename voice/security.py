@@ -7,33 +7,8 @@ import re
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from voice import logs
-from voice.shapes import CLIENT_GLOB
-from voice.auth import parse_api_keys, parse_networks
 
 log = logging.getLogger(__name__)
-
-
-def parse_country_codes(setting):
-    """VOICE_ALLOWED_COUNTRY_CODES (`254,255,256`, `+` optional) as a tuple of digit strings."""
-    codes = tuple(filter(None, (part.strip().lstrip("+") for part in setting.split(","))))
-    for code in codes:
-        if not code.isdigit() or not 1 <= len(code) <= 3:
-            raise ValueError(f"VOICE_ALLOWED_COUNTRY_CODES entry {code!r} is not a 1-3 digit country code")
-    return codes
-
-
-
-
-def parse_client_names(setting):
-    """VOICE_CLIENT_NAMES (`jonah,agent_*,ops:night_*`) as (key label or None, glob) pairs; empty: any name."""
-    rules = []
-    for item in filter(None, (part.strip() for part in setting.split(","))):
-        label, sep, pattern = item.rpartition(":")
-        if not CLIENT_GLOB.fullmatch(pattern) or (sep and not label.strip()):
-            raise ValueError(f"VOICE_CLIENT_NAMES entry {item!r} is not a name or pattern (letters, digits, _, * and ?), "
-                             "optionally after 'label:'")
-        rules.append((label.strip() or None, pattern))
-    return rules
 
 
 def client_name_allowed(rules, label, name):
@@ -42,14 +17,8 @@ def client_name_allowed(rules, label, name):
 
 
 def init_app(app):
-    """Parse the protection settings into app.config and wire the proxy fix and response headers."""
-    app.config["API_KEYS"] = parse_api_keys(app.config["VOICE_API_KEYS"], app.config["VOICE_API_KEY"])
-    app.config["WEBHOOK_NETWORKS"] = parse_networks(app.config["VOICE_WEBHOOK_ALLOWED_IPS"])
-    app.config["METRICS_NETWORKS"] = parse_networks(app.config["VOICE_METRICS_ALLOWED_IPS"],
-                                                    "VOICE_METRICS_ALLOWED_IPS")
-    app.config["ALLOWED_COUNTRY_CODES"] = parse_country_codes(app.config["VOICE_ALLOWED_COUNTRY_CODES"])
-    app.config["CLIENT_NAME_RULES"] = parse_client_names(app.config["VOICE_CLIENT_NAMES"])
-    logs.remember_secrets(app.config)
+    """Wire the proxy fix, the Host check and response headers, and warn of each protection left off."""
+    logs.remember_secrets(app.extensions["voice_settings"], app.config)
     hops = int(app.config["VOICE_TRUSTED_PROXIES"])
     app.wsgi_app = HostCheck(app.wsgi_app)
     if hops > 0:
@@ -100,10 +69,11 @@ def _warn_about_open_doors(app):
     """One start-up warning per protection left off, naming its setting."""
     if not app.config["VOICE_WEBHOOK_TOKEN"]:
         log.warning("VOICE_WEBHOOK_TOKEN is not set: anyone who finds /voice/instruct and /voice/events can post to them")
-    if not app.config["ALLOWED_COUNTRY_CODES"]:
+    configured = app.extensions["voice_settings"]
+    if not configured.allowed_country_codes:
         log.warning("VOICE_ALLOWED_COUNTRY_CODES is not set: /voice/invoke-call may dial any country")
-    if app.config.get("VOICE_MODE") == "live" and not app.config["VOICE_PUBLIC_URL"]:
+    if configured.mode == "live" and not app.config["VOICE_PUBLIC_URL"]:
         log.warning("VOICE_PUBLIC_URL is not set: the callback URLs in the call-flow XML (with the webhook token) "
                     "are built from each request's Host header; set it to the public https URL AT reaches")
-    if not app.config["API_KEYS"]:
+    if not configured.api_keys:
         log.warning("neither VOICE_API_KEY nor VOICE_API_KEYS is set: dial-out and call history are disabled")

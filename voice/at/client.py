@@ -15,14 +15,14 @@ from flask import current_app
 
 from voice import metrics
 from voice.at.answers import ATError, Busy, NotConfigured, as_object, check_entries, short
-from voice.phone import InvalidPhone, country_code_of, mask, normalise
+from voice.phone import mask
+from voice.settings import AT_CREDENTIALS
 from voice.shapes import absent
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 3.05
 WEBRTC_URL = "https://webrtc.africastalking.com"
-REQUIRED_SETTINGS = ("AT_USERNAME", "AT_API_KEY", "AT_VOICE_NUMBER")
 
 
 class VoiceClient:
@@ -197,35 +197,15 @@ class VoiceClient:
             return response.text
 
 
-def our_numbers(config):
-    """This service's AT numbers: AT_VOICE_NUMBER, then AT_VOICE_NUMBERS (comma-separated), each in E.164."""
-    numbers = []
-    for number, raw in enumerate([config.get("AT_VOICE_NUMBER") or ""] + config["AT_VOICE_NUMBERS"].split(",")):
-        if raw.strip():
-            try:
-                numbers.append(normalise(raw))
-            except InvalidPhone as exc:
-                name = "AT_VOICE_NUMBER" if number == 0 else f"AT_VOICE_NUMBERS entry {number}"
-                raise ValueError(f"{name} is not a phone number: {exc}") from None
-    return list(dict.fromkeys(numbers))
-
-
 def init_app(app):
     """Build the AT client from the app's settings, or record which settings are missing."""
-    app.config["AT_NUMBERS"] = our_numbers(app.config)
-    code = str(app.config["VOICE_DEFAULT_COUNTRY_CODE"]).strip().lstrip("+")
-    if code and not (code.isdigit() and 1 <= len(code) <= 3):
-        raise ValueError("VOICE_DEFAULT_COUNTRY_CODE must be a calling code such as 254")
-    # Local numbers (0...) that agents dial are read in this country: by default our own number's.
-    app.config["DEFAULT_COUNTRY_CODE"] = code or (country_code_of(app.config["AT_NUMBERS"][0])
-                                                  if app.config["AT_NUMBERS"] else "")
-    missing = [name for name in REQUIRED_SETTINGS if not app.config.get(name)]
+    missing = [name for name in AT_CREDENTIALS if not app.config.get(name)]
     client = None
     if not missing:
         client = VoiceClient(
             app.config["AT_USERNAME"],
             app.config["AT_API_KEY"],
-            app.config["AT_NUMBERS"][0],  # AT_VOICE_NUMBER in E.164, as every number the service compares
+            app.extensions["voice_settings"].at_numbers[0],  # AT_VOICE_NUMBER in E.164, as every number compared
             base_url=app.config.get("AT_VOICE_API_URL", ""),
             timeout=float(app.config["AT_TIMEOUT_SECONDS"]),
             max_in_flight=int(app.config["VOICE_MAX_DIALOUTS_IN_FLIGHT"]),
@@ -239,5 +219,5 @@ def get_client():
     """The app's VoiceClient, or NotConfigured naming the missing settings."""
     client = current_app.extensions.get("voice_client")
     if client is None:
-        raise NotConfigured(current_app.extensions.get("voice_client_missing") or list(REQUIRED_SETTINGS))
+        raise NotConfigured(current_app.extensions.get("voice_client_missing") or list(AT_CREDENTIALS))
     return client

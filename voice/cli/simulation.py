@@ -4,6 +4,7 @@ import logging
 
 import click
 
+from voice import settings
 from voice.cli import voice_cli
 
 
@@ -68,7 +69,7 @@ def simulate(url, inbound, caller, digits, token, client, dialled, through_at):
 
     config = current_app.config
     if through_at is None:
-        through_at = config["VOICE_MODE"] == "simulated" and digits is not None
+        through_at = settings.current().mode == "simulated" and digits is not None
     if through_at:
         if digits is None:
             raise click.UsageError("--through-at plays the call in the simulated AT: give the keys with --digits")

@@ -61,6 +61,12 @@ def init_app(app):
     app.register_blueprint(bp)
 
 
+@bp.context_processor
+def _mode():
+    """Every console page says when AT is simulated."""
+    return {"voice_mode": current_app.extensions["voice_settings"].mode}
+
+
 @bp.before_request
 def _console_checks():
     """The console needs SECRET_KEY; every form it takes carries the session's CSRF token."""

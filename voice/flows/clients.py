@@ -10,7 +10,7 @@ import logging
 
 from flask import current_app
 
-from voice import refusals
+from voice import refusals, settings
 from voice.flows.document import Action
 from voice.phone import InvalidPhone, check_dialable, mask
 from voice.ratelimit import count_dialouts
@@ -51,18 +51,18 @@ def resolve(actions, note):
 
 def _dialled(action, note):
     """The Dial (or Dequeue) for the number a client's agent dialled, or the Say that refuses it."""
-    config = current_app.config
+    configured = settings.current()
     client, number = note.client_name or "-", note.dialled
     if not note.client_dialed:
         log.warning("client %s dialled nothing: refused", client)
         return Action("Say", text=refusals.NO_NUMBER)
     if number is None:
         return _refused(InvalidPhone("not a phone number"), client, mask(note.client_dialed))
-    if number in config["AT_NUMBERS"]:
+    if number in configured.at_numbers:
         log.info("client %s asks for the next caller in the queue of %s", client, mask(number))
         return Action("Dequeue", attrs={"phoneNumber": number})
     try:
-        check_dialable(number, config["ALLOWED_COUNTRY_CODES"])
+        check_dialable(number, configured.allowed_country_codes)
         count_dialouts(None, [number])  # no key: the destination's limit alone
     except refusals.REFUSED as exc:
         return _refused(exc, client, mask(number))

@@ -3,9 +3,9 @@
 import functools
 from pathlib import Path
 
-from flask import Blueprint, current_app, g, request, send_from_directory
+from flask import Blueprint, g, request, send_from_directory
 
-from voice import dialout, fields, shapes, transfers
+from voice import dialout, fields, settings, shapes, transfers
 from voice.access import annotate
 from voice.at.client import get_client
 from voice.auth import ADMIN, DIAL, WATCH, require_role, scoped_label
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def status():
     """Say the service is up, and whether AT is simulated."""
     body = {"service": "voice", "status": "ready"}
-    if current_app.config["VOICE_MODE"] == "simulated":
+    if settings.current().mode == "simulated":
         body["mode"] = "simulated"
     return body
 
@@ -62,7 +62,7 @@ def invoke_call(numbers, request_id):
                 "response": answer}
     if request_id is not None:
         body["clientRequestId"] = request_id
-    if current_app.config["VOICE_MODE"] == "simulated":
+    if settings.current().mode == "simulated":
         body["simulated"] = True
     return body
 
@@ -120,14 +120,14 @@ def client_token():
         raise APIError(400, "bad_field", "clientName is required: letters, digits and _, up to 64.")
     incoming, outgoing = fields.flag("incoming", True), fields.flag("outgoing", True)
     expire = fields.integer("expire", 3600, MIN_TOKEN_SECONDS, MAX_TOKEN_SECONDS)
-    if not client_name_allowed(current_app.config["CLIENT_NAME_RULES"], g.api_key_label, name):
+    if not client_name_allowed(settings.current().client_name_rules, g.api_key_label, name):
         raise APIError(403, "client_not_allowed", f"This key may not mint tokens for the client {name!r} "
                        "(VOICE_CLIENT_NAMES).")
     annotate(request.environ, detail="client=" + name)
     answer = get_client().capability_token(name, incoming, outgoing, expire)
     body = {"token": answer["token"], "clientName": name, "lifetimeSeconds": _count(answer.get("lifeTimeSec")) or expire,
             "incoming": incoming, "outgoing": outgoing, "address": client_address(name)}
-    if current_app.config["VOICE_MODE"] == "simulated":
+    if settings.current().mode == "simulated":
         body["simulated"] = True
     return body
 
@@ -142,7 +142,7 @@ def ours(raw):
         number = normalise(raw)
     except InvalidPhone as exc:
         raise APIError(400, "invalid_phone", str(exc)) from None
-    if number not in current_app.config["AT_NUMBERS"]:
+    if number not in settings.current().at_numbers:
         raise APIError(400, "not_our_number",
                        "phone must be one of this service's AT numbers (AT_VOICE_NUMBER or AT_VOICE_NUMBERS).")
     return number
