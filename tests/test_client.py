@@ -90,3 +90,45 @@ def test_dialouts_beyond_the_cap_are_refused_at_once_and_the_slot_comes_back(voi
     assert time.monotonic() - started < 0.5
     waiting.join()
     assert capped.call("+254712345678")["entries"][0]["status"] == "Queued"
+
+
+# Without AT_VOICE_API_URL the SDK places the calls, through its public methods (here stopped at its door:
+# no test reaches AT); with it, the wrapper posts the same forms itself (every test above).
+
+def test_without_a_base_url_the_sdk_is_given_a_list_of_numbers_with_plus(monkeypatch):
+    import africastalking
+
+    asked = []
+
+    def call(self, callFrom, callTo, callback=None, timeout=None):
+        asked.append((callFrom, list(callTo), timeout))
+        # As the SDK hands it back for `application/json; charset=utf-8`: a str.
+        return '{"entries": [{"phoneNumber": "+254712345678", "status": "Queued", "sessionId": "ATVId_1"}]}'
+
+    monkeypatch.setattr(africastalking.VoiceService, "call", call)
+    voice = VoiceClient("testapp", AT_KEY, "+254711000000", timeout=2.0)
+    answer = voice.call("+254712345678")
+    assert answer["entries"][0]["sessionId"] == "ATVId_1"
+    assert asked == [("+254711000000", ["+254712345678"], (2.0, 2.0))]
+
+
+def test_without_a_base_url_the_wrapper_posts_to_ats_host_for_what_the_sdk_lacks(monkeypatch):
+    import requests
+
+    posted = []
+
+    class Answer:
+        status_code = 200
+        text = ""
+
+        @staticmethod
+        def json():
+            return {"callTransferResponse": {"status": "Success"}}
+
+    monkeypatch.setattr(requests, "post", lambda url, **kwargs: posted.append((url, kwargs)) or Answer())
+    for username, host in (("testapp", "https://voice.africastalking.com"),
+                           ("sandbox", "https://voice.sandbox.africastalking.com")):
+        VoiceClient(username, AT_KEY, "+254711000000").transfer("ATVId_1", "+254712000001")
+        url, sent = posted[-1]
+        assert url == host + "/callTransfer"
+        assert sent["headers"]["apiKey"] == AT_KEY and sent["data"]["username"] == username

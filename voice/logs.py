@@ -106,12 +106,8 @@ REDACT = Redact()
 _RECORD_ATTRIBUTES = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "request_id"}
 
 
-def remember_secrets(configured, config=None):
-    """Look for the configured secrets (every API key of `configured`, a Settings; the webhook token, AT's key and
-    SECRET_KEY of `config`) in every line."""
-    config = config or {}
-    values = [key for _, key, _ in configured.api_keys]
-    values += [str(config.get(name) or "") for name in ("VOICE_WEBHOOK_TOKEN", "AT_API_KEY", "SECRET_KEY")]
+def remember_secrets(values):
+    """Look for these exact values (the configured keys and tokens) in every line from now on."""
     _secrets[:] = sorted({value for value in values if len(value) >= MIN_SECRET}, key=len, reverse=True)
 
 

@@ -18,7 +18,9 @@ def client_name_allowed(rules, label, name):
 
 def init_app(app):
     """Wire the proxy fix, the Host check and response headers, and warn of each protection left off."""
-    logs.remember_secrets(app.extensions["voice_settings"], app.config)
+    logs.remember_secrets([key for _, key, _ in app.extensions["voice_settings"].api_keys]
+                          + [str(app.config.get(name) or "") for name in ("VOICE_WEBHOOK_TOKEN", "AT_API_KEY",
+                                                                          "SECRET_KEY")])
     hops = int(app.config["VOICE_TRUSTED_PROXIES"])
     app.wsgi_app = HostCheck(app.wsgi_app)
     if hops > 0:

@@ -1,7 +1,8 @@
 """The one place that talks to Africa's Talking: a thin wrapper around the official SDK.
 
 Views never see an SDK or `requests` exception: every failure becomes an `ATError`
-whose `code` is stable and whose `message` carries what AT said.
+whose `code` is stable and whose `message` carries what AT said. The SDK is used as it is,
+through its public methods only; what it cannot do is posted by the wrapper's one helper.
 """
 
 import logging
@@ -22,24 +23,29 @@ from voice.shapes import absent
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 3.05
+# AT's hosts, as the SDK picks them: the sandbox for the username `sandbox`, else the live one.
+VOICE_URL, SANDBOX_VOICE_URL = "https://voice.africastalking.com", "https://voice.sandbox.africastalking.com"
 WEBRTC_URL = "https://webrtc.africastalking.com"
+USER_AGENT = "voice-service (africastalking-python)"
 
 
 class VoiceClient:
-    """AT's voice API through the SDK's VoiceService, with our timeout, base URL and error mapping.
+    """AT's voice API through the SDK's VoiceService, with our timeout, error mapping and in-flight cap.
 
-    What the SDK lacks (`/callTransfer`, `clientRequestId` on `/call`) or hides (the HTTP status
-    `/mediaUpload` answers with) is posted here with the SDK's own credentials, headers and base URL.
+    What the SDK lacks (`/callTransfer`, `clientRequestId` on `/call`, the WebRTC token) or hides (the
+    HTTP status `/mediaUpload` answers with) is posted by `_post` with the same credentials. The SDK
+    cannot be told another host, so with `base_url` (AT_VOICE_API_URL: the simulated AT, a proxy of
+    yours) every request is posted by `_post`, in the forms the SDK sends.
     """
 
     def __init__(self, username, api_key, voice_number, base_url="", timeout=8.0, max_in_flight=4, webrtc_url=""):
         # Our own VoiceService instance rather than africastalking.initialize(), which
         # replaces module globals shared by every app in the process.
-        self._service = africastalking.VoiceService(username, api_key)
+        self._sdk = None if base_url else africastalking.VoiceService(username, api_key)
+        self.base_url = (base_url or (SANDBOX_VOICE_URL if username == "sandbox" else VOICE_URL)).rstrip("/")
         self.webrtc_url = (webrtc_url or WEBRTC_URL).rstrip("/")
-        if base_url:
-            # The SDK has no public option for its host; _baseUrl is what it joins paths to.
-            self._service._baseUrl = base_url.rstrip("/")
+        self._username = username
+        self._headers = {"Accept": "application/json", "apiKey": api_key, "User-Agent": USER_AGENT}
         self.voice_number = voice_number
         self.timeout = (min(CONNECT_TIMEOUT, timeout), timeout)
         self._slots = threading.BoundedSemaphore(max_in_flight)
@@ -55,9 +61,9 @@ class VoiceClient:
         numbers = [phones] if isinstance(phones, str) else list(phones)
 
         def ask():
-            if client_request_id is None:
+            if self._sdk is not None and client_request_id is None:
                 # The SDK wants a list: a str is iterated character by character.
-                answer = self._service.call(callFrom=self.voice_number, callTo=numbers, timeout=self.timeout)
+                answer = self._sdk.call(callFrom=self.voice_number, callTo=numbers, timeout=self.timeout)
             else:
                 answer = self._voice("/call", {"from": self.voice_number, "to": ",".join(numbers),
                                               "clientRequestId": client_request_id})
@@ -77,7 +83,10 @@ class VoiceClient:
         def ask():
             entries = []
             for number in numbers:
-                answer = as_object(self._service.fetch_queued_calls(number, timeout=self.timeout))
+                if self._sdk is not None:
+                    answer = as_object(self._sdk.fetch_queued_calls(number, timeout=self.timeout))
+                else:
+                    answer = as_object(self._voice("/queueStatus", {"phoneNumbers": number}))
                 if answer.get("status") != "Success":
                     reason = answer.get("errorMessage")
                     reason = reason if not absent(reason) else answer.get("status") or "no status"
@@ -130,7 +139,7 @@ class VoiceClient:
         AT's WebRTC token endpoint is not in the Python SDK; the wrapper posts it the JSON it
         takes, with the SDK's credentials and our number.
         """
-        body = {"username": self._service._username, "clientName": client_name, "phoneNumber": self.voice_number,
+        body = {"username": self._username, "clientName": client_name, "phoneNumber": self.voice_number,
                 "incoming": incoming, "outgoing": outgoing, "expire": f"{int(expire)}s"}
 
         def ask():
@@ -178,17 +187,16 @@ class VoiceClient:
             raise ATError("at_unreachable", f"Africa's Talking could not be reached ({type(exc).__name__})") from None
 
     def _voice(self, path, form, success=None):
-        """POST `form` to AT's voice API at `path` as the SDK's own methods do (its base URL, `username` added)."""
-        return self._post(self._service._make_url(path), success=success,
-                          data=dict(form, username=self._service._username))
+        """POST `form` to AT's voice API at `path` as the SDK's own methods do (`username` added)."""
+        return self._post(self.base_url + path, success=success, data=dict(form, username=self._username))
 
     def _post(self, url, success=None, **body):
-        """POST to AT with the SDK's credentials and headers (`data=` a form or `json=`); the body, a dict if JSON.
+        """POST to AT with our credentials (`data=` a form or `json=`); the body, a dict if JSON.
 
         A non-2xx answer (or, given `success`, any other status) raises AfricasTalkingException
         with AT's text, as the SDK does.
         """
-        response = requests.post(url, headers=dict(self._service._headers), timeout=self.timeout, **body)
+        response = requests.post(url, headers=self._headers, timeout=self.timeout, **body)
         if not 200 <= response.status_code < 300 or (success and response.status_code != success):
             raise AfricasTalkingException(f"HTTP {response.status_code}: {response.text}")
         try:
