@@ -120,3 +120,13 @@ def test_extra_fields_of_a_record_are_redacted_too():
 ])
 def test_redact_leaves_ordinary_lines_alone(line):
     assert logs.redact(line) == line
+
+
+def test_a_simulated_ats_key_is_no_secret_to_mask(config):
+    """In simulated mode AT's key is the word `simulated`: lines saying `simulated` keep it."""
+    from app import create_app
+
+    create_app(dict(config, VOICE_SIMULATE="1", AT_API_KEY="", AT_USERNAME="", AT_VOICE_NUMBER=""))
+    assert logs.redact("simulated call: CALL outbound") == "simulated call: CALL outbound"
+    create_app(dict(config, AT_API_KEY="a-live-at-key-0123"))
+    assert "a-live-at-key-0123" not in logs.redact("key a-live-at-key-0123")

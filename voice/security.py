@@ -18,9 +18,11 @@ def client_name_allowed(rules, label, name):
 
 def init_app(app):
     """Wire the proxy fix, the Host check and response headers, and warn of each protection left off."""
-    logs.remember_secrets([key for _, key, _ in app.extensions["voice_settings"].api_keys]
-                          + [str(app.config.get(name) or "") for name in ("VOICE_WEBHOOK_TOKEN", "AT_API_KEY",
-                                                                          "SECRET_KEY")])
+    configured = app.extensions["voice_settings"]
+    # A simulated AT's key is the word `simulated`, no secret: masking it would mask that word in every line.
+    secret_names = ("VOICE_WEBHOOK_TOKEN", "SECRET_KEY") + (("AT_API_KEY",) if configured.mode == "live" else ())
+    logs.remember_secrets([key for _, key, _ in configured.api_keys]
+                          + [str(app.config.get(name) or "") for name in secret_names])
     hops = int(app.config["VOICE_TRUSTED_PROXIES"])
     app.wsgi_app = HostCheck(app.wsgi_app)
     if hops > 0:
