@@ -26,16 +26,17 @@ def create_app(config=None):
     app.json = fields.RequestJSON(app)
     app.json.sort_keys = False
 
-    logs.configure(app)
     mode = "simulated" if settings.simulated(app.config) else "live"
     if mode == "simulated":
         app.config.update(settings.simulated_at_settings(app.config))
+    # The settings that need reading, read once; a bad one stops the app here.
+    app.extensions["voice_settings"] = settings.build(app.config, mode)
+    logs.configure(app)
+    if mode == "simulated":
         logging.getLogger("voice").warning(
             "SIMULATED Africa's Talking: dial-outs go to %s and no real call is placed. To go live, set "
             "AT_USERNAME, AT_API_KEY and AT_VOICE_NUMBER in .env (or VOICE_SIMULATE=0).",
             app.config["AT_VOICE_API_URL"])
-    # The settings that need reading, read once; a bad one stops the app here.
-    app.extensions["voice_settings"] = settings.build(app.config, mode)
     security.init_app(app)
     # An invalid flow stops the app here, before any caller can hear it.
     app.extensions["voice_flow"] = flows.load(app.config["VOICE_FLOW_FILE"] or None)

@@ -129,9 +129,8 @@ def json_formatter():
 
 def configure(app):
     """Send the service's logs to stderr in LOG_FORMAT, unless something else (a test runner) already handles them."""
-    kind = str(app.config.get("LOG_FORMAT") or "text").lower()
-    if kind not in ("text", "json"):
-        raise ValueError(f"LOG_FORMAT={kind!r} is neither 'text' nor 'json'")
+    configured = app.extensions["voice_settings"]
+    kind = configured.log_format
     root = logging.getLogger()
     ours = [handler for handler in root.handlers if getattr(handler, "voice", False)]
     if not root.handlers or ours:
@@ -146,4 +145,4 @@ def configure(app):
     for handler in root.handlers + logging.getLogger("gunicorn.error").handlers:
         if REDACT not in handler.filters:
             handler.addFilter(REDACT)
-    logging.getLogger("voice").setLevel(app.config["LOG_LEVEL"].upper())
+    logging.getLogger("voice").setLevel(configured.log_level)

@@ -18,7 +18,8 @@ import time
 from urllib.parse import urlparse
 
 from flask import current_app
-from limits import parse_many
+
+from voice import settings
 from limits.errors import StorageError
 from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
@@ -105,16 +106,6 @@ class SQLiteStorage(Storage):
         self._connection().execute("DELETE FROM counters WHERE key = ?", (key,))
 
 
-def per_key_limit():
-    """The per-API-key dial-out limit, from the settings."""
-    return current_app.config["VOICE_RATE_LIMIT_PER_KEY"]
-
-
-def per_destination_limit():
-    """The per-destination-number dial-out limit, from the settings."""
-    return current_app.config["VOICE_RATE_LIMIT_PER_DESTINATION"]
-
-
 def count_dialouts(label, numbers):
     """Count a dial-out to each of `numbers`: one each against each number's limit and, given a key `label`, the key's.
 
@@ -127,9 +118,10 @@ def count_dialouts(label, numbers):
     checks = [] if label is None else [
         (item, ("dialout-per-key", label), len(numbers),
          "This key may place at most {item} dial-outs (VOICE_RATE_LIMIT_PER_KEY).")
-        for item in parse_many(per_key_limit())]
+        for item in settings.current().limits["VOICE_RATE_LIMIT_PER_KEY"]]
     checks += [(item, ("dialout-per-destination", number), 1, "This number may be dialled at most {item} "
-                "(VOICE_RATE_LIMIT_PER_DESTINATION).") for number in numbers for item in parse_many(per_destination_limit())]
+                "(VOICE_RATE_LIMIT_PER_DESTINATION).") for number in numbers
+                for item in settings.current().limits["VOICE_RATE_LIMIT_PER_DESTINATION"]]
     for item, identifiers, cost, message in checks:
         if not strategy.test(item, prefix, *identifiers, cost=cost):
             reset = strategy.get_window_stats(item, prefix, *identifiers).reset_time
@@ -186,7 +178,7 @@ def _strategy():
 def _refuse_over(setting, identifiers, words):
     """Raise TooManyDials when any limit of `setting` is used up for `identifiers`."""
     strategy, prefix = _strategy(), current_app.config["RATELIMIT_KEY_PREFIX"]
-    for item in parse_many(current_app.config[setting]):
+    for item in settings.current().limits[setting]:
         if not strategy.test(item, prefix, *identifiers):
             reset = strategy.get_window_stats(item, prefix, *identifiers).reset_time
             raise TooManyDials(max(1, int(reset - time.time()) + 1), f"{words}: at most {item} ({setting}).")
@@ -194,21 +186,12 @@ def _refuse_over(setting, identifiers, words):
 
 def _count(setting, identifiers):
     strategy, prefix = _strategy(), current_app.config["RATELIMIT_KEY_PREFIX"]
-    for item in parse_many(current_app.config[setting]):
+    for item in settings.current().limits[setting]:
         strategy.hit(item, prefix, *identifiers)
 
 
-LIMITS = ("VOICE_RATE_LIMIT_PER_KEY", "VOICE_RATE_LIMIT_PER_DESTINATION", "VOICE_BAD_KEY_LIMIT",
-          "VOICE_CONSOLE_SIGNIN_LIMIT")
-
-
 def init_app(app):
-    """Check the limits' settings, and open the configured limits store (the shared SQLite file by default)."""
-    for name in LIMITS:
-        try:
-            parse_many(app.config[name])
-        except ValueError:
-            raise ValueError(f"{name}={app.config[name]!r} is not a limit such as '10 per minute'") from None
+    """Open the configured limits store (the shared SQLite file by default); the limits are read in settings."""
     uri = app.config.get("RATELIMIT_STORAGE_URI") or "sqlite:///" + os.path.join(app.instance_path, "ratelimits.sqlite3")
     app.config.setdefault("RATELIMIT_KEY_PREFIX", "voice")
     # Fail closed: a storage error becomes limits' StorageError, answered 503, never a free pass.

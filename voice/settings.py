@@ -7,8 +7,10 @@ into a frozen Settings kept in app.extensions; code asks `current()` for them.
 
 import ipaddress
 from dataclasses import dataclass
+from datetime import timedelta
 
 from flask import current_app
+from limits import parse_many
 
 from voice.phone import InvalidPhone, country_code_of, normalise
 from voice.shapes import CLIENT_GLOB
@@ -150,6 +152,11 @@ class Settings:
     client_name_rules: tuple        # VOICE_CLIENT_NAMES as (key label or None, glob) pairs (empty: any name)
     at_numbers: tuple               # AT_VOICE_NUMBER, then AT_VOICE_NUMBERS, in E.164
     default_country_code: str       # where a local number (0...) an agent dials is read
+    limits: dict                    # each rate-limit setting (LIMITS) as `limits` items
+    log_format: str                 # "text" or "json"
+    log_level: str                  # the service's log level, upper case
+    database_url: str               # DATABASE_URL (or the SQLite default) as SQLAlchemy names its driver
+    console_session: timedelta      # how long a console session lasts
 
 
 def build(config, mode):
@@ -168,7 +175,41 @@ def build(config, mode):
         at_numbers=at_numbers,
         # By default our own number's country.
         default_country_code=code or (country_code_of(at_numbers[0]) if at_numbers else ""),
+        limits={name: tuple(_limit(name, config[name])) for name in LIMITS},
+        log_format=_log_format(config.get("LOG_FORMAT")),
+        log_level=str(config["LOG_LEVEL"]).upper(),
+        database_url=database_url(config.get("DATABASE_URL")),
+        console_session=timedelta(hours=float(config["VOICE_CONSOLE_SESSION_HOURS"])),
     )
+
+
+LIMITS = ("VOICE_RATE_LIMIT_PER_KEY", "VOICE_RATE_LIMIT_PER_DESTINATION", "VOICE_BAD_KEY_LIMIT",
+          "VOICE_CONSOLE_SIGNIN_LIMIT")
+DEFAULT_DATABASE_URL = "sqlite:///voice.sqlite3"
+
+
+def _limit(name, value):
+    try:
+        return parse_many(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a limit such as '10 per minute'") from None
+
+
+def _log_format(value):
+    kind = str(value or "text").lower()
+    if kind not in ("text", "json"):
+        raise ValueError(f"LOG_FORMAT={kind!r} is neither 'text' nor 'json'")
+    return kind
+
+
+def database_url(url):
+    """DATABASE_URL (or the SQLite default) with the driver SQLAlchemy should use named."""
+    url = url or DEFAULT_DATABASE_URL
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]  # the scheme Heroku-style hosts hand out
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
 
 
 def current():

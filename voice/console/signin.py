@@ -5,7 +5,6 @@ import hashlib
 import hmac
 import logging
 import re
-from datetime import timedelta
 
 from flask import (current_app, g, has_request_context, redirect, render_template, request, session,
                    url_for)
@@ -52,7 +51,7 @@ def init_app(app):
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_PATH"] = "/voice/console"
     app.config["SESSION_COOKIE_NAME"] = "voice_console"
-    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=float(app.config["VOICE_CONSOLE_SESSION_HOURS"]))
+    app.config["PERMANENT_SESSION_LIFETIME"] = app.extensions["voice_settings"].console_session
     # CSRF is checked by the console alone: the JSON API takes keys, not cookies.
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     app.config["WTF_CSRF_TIME_LIMIT"] = None  # a token lives as long as its session

@@ -19,7 +19,6 @@ from sqlalchemy.types import TypeDecorator
 
 log = logging.getLogger(__name__)
 
-DEFAULT_URL = "sqlite:///voice.sqlite3"
 
 
 class Base(DeclarativeBase):
@@ -91,11 +90,7 @@ def _sqlite_pragmas(dbapi_connection, _record):
 
 def init_app(app):
     """Bind the database and migrations to the app, from DATABASE_URL or the SQLite default."""
-    url = app.config.get("DATABASE_URL") or DEFAULT_URL
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://"):]  # the scheme Heroku-style hosts hand out
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    url = app.extensions["voice_settings"].database_url
     app.config["SQLALCHEMY_DATABASE_URI"] = url
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(url, float(app.config["DATABASE_TIMEOUT_SECONDS"]))
     db.init_app(app)
