@@ -53,7 +53,7 @@ if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":
         "formatters": {"generic": {"()": "voice.logs.json_formatter"}},
     }
 
-_fake_at = []
+_simulated_at = []
 _metrics_dir = []
 
 
@@ -99,14 +99,14 @@ def when_ready(server):
     if not settings.simulated(configured):
         return
     command = [sys.executable, "-m", "flask", "--app", "app", "voice", "simulated-at"]
-    _fake_at.append(subprocess.Popen(command, env=dict(os.environ, PORT=bind.rsplit(":", 1)[1])))
+    _simulated_at.append(subprocess.Popen(command, env=dict(os.environ, PORT=bind.rsplit(":", 1)[1])))
     port = int(configured.get("VOICE_SIMULATED_AT_PORT") or settings.DEFAULTS["VOICE_SIMULATED_AT_PORT"])
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and _fake_at[0].poll() is None:
+    while time.monotonic() < deadline and _simulated_at[0].poll() is None:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             server.log.info("the simulated Africa's Talking API answers on 127.0.0.1:%s (pid %s)", port,
-                            _fake_at[0].pid)
+                            _simulated_at[0].pid)
             return
         except OSError:
             time.sleep(0.1)
@@ -116,7 +116,7 @@ def when_ready(server):
 
 def on_exit(server):
     """Stop the simulated AT with the service, and remove the metrics folder made for this start."""
-    for process in _fake_at:
+    for process in _simulated_at:
         process.terminate()
         try:
             process.wait(timeout=5)

@@ -137,13 +137,13 @@ def main():
 def run_store(args, database_url, chosen):
     """The service on one store (a fresh SQLite file when None) against the bare app: the chosen scenarios' rows."""
     work = Path(tempfile.mkdtemp(prefix="voice-bench-"))
-    fake = SimulatedAT(hang_seconds=5).start()
+    simulated_at = SimulatedAT(hang_seconds=5).start()
     app_port, bare_port = free_port(), free_port()
     base_env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "HOST": "127.0.0.1"}
     app_env = dict(base_env, PORT=str(app_port), DATABASE_URL=database_url or f"sqlite:///{work / 'voice.sqlite3'}",
                    RATELIMIT_STORAGE_URI=f"sqlite:///{work / 'limits.sqlite3'}", VOICE_WEBHOOK_TOKEN=TOKEN,
                    VOICE_API_KEY=KEY, AT_USERNAME="bench", AT_API_KEY="bench", AT_VOICE_NUMBER="+254711000000",
-                   AT_VOICE_API_URL=fake.url, LOG_LEVEL="WARNING",
+                   AT_VOICE_API_URL=simulated_at.url, LOG_LEVEL="WARNING",
                    VOICE_RATE_LIMIT_PER_KEY="1000000 per minute", VOICE_RATE_LIMIT_PER_DESTINATION="1000000 per hour")
     subprocess.run(procfile_command("release"), cwd=work, env=app_env, check=True, capture_output=True)
     bare_command = procfile_command()[:-1] + ["bench.bare_app:app"]
@@ -182,7 +182,7 @@ def run_store(args, database_url, chosen):
     finally:
         stop(app)
         stop(bare)
-        fake.stop()
+        simulated_at.stop()
     return rows
 
 

@@ -81,3 +81,18 @@ def test_every_migration_together_makes_the_models_columns(app):
 def test_fields_at_names_are_unique_and_plain():
     names = [field.at for field in FIELDS]
     assert len(set(names)) == len(names) and all(re.fullmatch(r"[a-z][A-Za-z]+", name) for name in names)
+
+
+def test_a_queue_is_shown_once_its_name_wait_or_taker_is_known(client):
+    base = {"isActive": "1", "direction": "Inbound", "callerNumber": "+254712345678", "callSessionState": "Active"}
+    client.post(EVENTS, data=dict(base, sessionId="ATVId_q1", dequeueTime="2026-12-02 09:00:00"))
+    client.post(EVENTS, data=dict(base, sessionId="ATVId_q2", queueDurationInSeconds="12"))
+    assert client.get("/voice/calls/ATVId_q1", headers=KEY).json["call"]["queue"] is None
+    assert client.get("/voice/calls/ATVId_q2", headers=KEY).json["call"]["queue"]["waitedSeconds"] == 12
+
+
+def test_a_calls_keys_keep_their_order(client):
+    client.post(EVENTS, data={"sessionId": "ATVId_order", "isActive": "0"})
+    keys = list(client.get("/voice/calls/ATVId_order", headers=KEY).json["call"])
+    assert keys[:6] == ["sessionId", "direction", "callerNumber", "destinationNumber", "state", "status"]
+    assert keys.index("transfer") < keys.index("queue") < keys.index("dial")

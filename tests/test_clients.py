@@ -242,3 +242,22 @@ def test_flow_show_previews_a_client_dial_without_refusing_anything(app, caplog)
         result = app.test_cli_runner().invoke(args=["voice", "flow", "show", "voice/flows/default.yaml", "agent_dials"])
     assert result.exit_code == 0 and "the number the client dialled" in result.output
     assert "refused" not in caplog.text
+
+
+@pytest.mark.parametrize("caller", ["+254712345678", "otheruser.jonah"])
+def test_a_dial_of_what_was_typed_works_for_any_caller_that_reaches_it(client, caller):
+    form = dict(client_call("0726339982"), callerNumber=caller)
+    # Not a client of ours: the flow starts elsewhere, so the callback names the step itself.
+    response = client.post(INSTRUCT + "&step=agent_dials", data=form)
+    assert [(a.tag, a.get("phoneNumbers")) for a in ET.fromstring(response.data)] == [("Dial", "+254726339982")]
+
+
+def test_a_client_name_with_a_dash_is_still_a_client(client):
+    actions = answer(client, client_call("0726339982", client="jo-nah"))
+    assert [(a.tag, a.get("phoneNumbers")) for a in actions] == [("Dial", "+254726339982")]
+
+
+def test_a_typed_number_that_is_no_number_is_noted_on_the_event(client):
+    answer(client, client_call("07abc12", session="ATVId_typo"))
+    events = client.get("/voice/calls/ATVId_typo", headers=KEY).json["events"]
+    assert "clientDialedNumber is not a phone number" in events[-1]["problems"]

@@ -323,3 +323,10 @@ def test_the_overview_follows_late_changes_to_past_days(console, app):
         from voice.store import retention
         retention.prune(datetime.now(timezone.utc) + timedelta(days=1))
     assert "KES 7.00" not in console.get("/voice/console/overview?window=7d").get_data(as_text=True)
+
+
+def test_a_refused_sign_in_says_when_to_try_again(make_app):
+    client = make_app(**CONSOLE, VOICE_CONSOLE_SIGNIN_LIMIT="1 per minute").test_client()
+    sign_in(client, key="wrong-key-000000")
+    refused = sign_in(client)
+    assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= 60

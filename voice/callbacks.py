@@ -101,11 +101,11 @@ def parse(form, username=None, country_code=""):
         problems.append("callerNumber names a client of another AT username")
         client = None
     note.client_name = client.group(2) if client else None
-    if note.client_name and note.client_dialed:
+    if note.client_dialed:
         try:
             note.dialled = from_dialled(note.client_dialed, country_code)
         except InvalidPhone:
-            pass  # the flow tells the agent the number is not valid
+            problems.append("clientDialedNumber is not a phone number")  # the flow tells the agent so
     return note
 
 
@@ -118,8 +118,6 @@ def _state(form, note, problems):
     if state is None and not note.is_active:
         state = "NotAnswered" if note.status == "NotAnswered" else "Completed"
     return state
-
-
 
 
 # The readers of AT's values, one per kind of voice/calls.py's KINDS: each takes a stripped value that
@@ -225,7 +223,6 @@ def _url(value, problems):
         problems.append("recordingUrl is not an http(s) URL")
         return None
     return value
-
 
 
 READERS = {

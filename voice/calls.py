@@ -1,7 +1,7 @@
 """What a call is: its states and their order, and the one table of the fields AT sends about it.
 
-The request parser (voice/callbacks.py), the call record and its fold (voice/store/records.py)
-and the history API's JSON (voice/store/history.py) are all built from FIELDS: a field AT sends
+The request parser (voice/callbacks.py), the call record (voice/store/records.py), its fold
+(voice/store/fold.py) and the history API's JSON (voice/store/history.py) are all built from FIELDS: a field AT sends
 is added to the service by one row here and one migration adding its column.
 """
 
@@ -42,14 +42,14 @@ def rank(state):
 
 
 # How a field's value folds into its call: the first value stays, or each new value replaces the last
-# (a notification without the field never erases it), or a rule of its own in voice/store/records.py.
+# (a notification without the field never erases it), or a rule of its own (_SPECIAL in voice/store/fold.py).
 FIRST, LATEST, SPECIAL = "first", "latest", "special"
 
 # How each kind of value is read (voice/callbacks.py has a reader per kind) and the column type it is kept in.
 KINDS = {
     "token": "VARCHAR(64)",      # a plain word: letters, digits, _ . : -
     "text": "VARCHAR(64)",       # free text, at most 64 characters
-    "number": "VARCHAR(128)",    # a phone number or client address as AT wrote it, at most 128 characters
+    "number": "VARCHAR(128)",    # a phone number (kept in E.164) or a client's address, at most 128 characters
     "seconds": "INTEGER",        # a count of seconds, 0 to 10 days
     "amount": "NUMERIC(14, 4)",  # money, 0 to 10^9
     "currency": "VARCHAR(3)",    # a 3-letter code
@@ -71,6 +71,7 @@ class Field:
     fold: str | None      # FIRST, LATEST or SPECIAL
     json: str | None      # its key in the history API's call; `group.key` inside a nested object
     label: str | None = None  # its row on the console's call page (fields without one have a row of their own)
+    indexed: bool = False     # the history API filters or orders by it: its column has an index
 
 
 FIELDS = (
@@ -79,15 +80,16 @@ FIELDS = (
     Field("currencyCode", "currency", "currency", "currency_code", LATEST, "currencyCode"),
     Field("hangupCause", "hangup_cause", "token", "hangup_cause", LATEST, "hangupCause"),
     Field("status", "status", "token", "status", LATEST, "status"),
-    Field("callStartTime", "started_at", "time", "started_at", SPECIAL, "startedAt"),
-    Field("clientRequestId", "client_request_id", "request_id", "client_request_id", FIRST, "clientRequestId"),
+    Field("callStartTime", "started_at", "time", "started_at", SPECIAL, "startedAt", indexed=True),
+    Field("clientRequestId", "client_request_id", "request_id", "client_request_id", FIRST, "clientRequestId",
+          indexed=True),
     Field("callerCountryCode", "caller_country_code", "token", "caller_country_code", FIRST, "callerCountryCode",
           "Caller's country code"),
     Field("callerCarrierName", "caller_carrier", "text", "caller_carrier", FIRST, "callerCarrierName",
           "Caller's network"),
     # Transfers (AT's /callTransfer) and queues (<Enqueue>/<Dequeue>) report on the call they moved.
-    Field("callTransferState", "transfer_state", "token", "transfer_state", SPECIAL, "transfer.state"),
     Field("callTransferredToNumber", "transferred_to", "number", "transferred_to", LATEST, "transfer.to"),
+    Field("callTransferState", "transfer_state", "token", "transfer_state", SPECIAL, "transfer.state"),
     Field("callTransferHangupCause", "transfer_hangup_cause", "token", "transfer_hangup_cause", LATEST,
           "transfer.hangupCause"),
     Field("callTransferParam", "transfer_param", "param", None, None, None),

@@ -161,9 +161,18 @@ class TooManyDials(Exception):
 
 
 def count_sign_in(address):
-    """Count a console sign-in attempt from `address`; TooManyDials (a 429) once VOICE_CONSOLE_SIGNIN_LIMIT is used up."""
-    _refuse_over("VOICE_CONSOLE_SIGNIN_LIMIT", ("console-sign-in", address), "Too many sign-in attempts from this address")
-    _count("VOICE_CONSOLE_SIGNIN_LIMIT", ("console-sign-in", address))
+    """Count a console sign-in attempt from `address`; TooManyDials (a 429) once VOICE_CONSOLE_SIGNIN_LIMIT is used up.
+
+    Counted and compared in one step of the store (its increment), so attempts sent together cannot
+    slip past the limit between a look and a count.
+    """
+    strategy, prefix = _strategy(), current_app.config["RATELIMIT_KEY_PREFIX"]
+    for item in settings.current().limits["VOICE_CONSOLE_SIGNIN_LIMIT"]:
+        if not strategy.hit(item, prefix, "console-sign-in", address):
+            reset = strategy.get_window_stats(item, prefix, "console-sign-in", address).reset_time
+            raise TooManyDials(max(1, int(reset - time.time()) + 1),
+                               f"Too many sign-in attempts from this address: at most {item} "
+                               "(VOICE_CONSOLE_SIGNIN_LIMIT).")
 
 
 def store_answers():

@@ -8,6 +8,7 @@ into a frozen Settings kept in app.extensions; code asks `current()` for them.
 import ipaddress
 from dataclasses import dataclass
 from datetime import timedelta
+from types import MappingProxyType
 
 from flask import current_app
 from limits import parse_many
@@ -152,7 +153,7 @@ class Settings:
     client_name_rules: tuple        # VOICE_CLIENT_NAMES as (key label or None, glob) pairs (empty: any name)
     at_numbers: tuple               # AT_VOICE_NUMBER, then AT_VOICE_NUMBERS, in E.164
     default_country_code: str       # where a local number (0...) an agent dials is read
-    limits: dict                    # each rate-limit setting (LIMITS) as `limits` items
+    limits: MappingProxyType        # each rate-limit setting (LIMITS) as `limits` items, read-only
     log_format: str                 # "text" or "json"
     log_level: str                  # the service's log level, upper case
     database_url: str               # DATABASE_URL (or the SQLite default) as SQLAlchemy names its driver
@@ -175,7 +176,7 @@ def build(config, mode):
         at_numbers=at_numbers,
         # By default our own number's country.
         default_country_code=code or (country_code_of(at_numbers[0]) if at_numbers else ""),
-        limits={name: tuple(_limit(name, config[name])) for name in LIMITS},
+        limits=MappingProxyType({name: tuple(_limit(name, config[name])) for name in LIMITS}),
         log_format=_log_format(config.get("LOG_FORMAT")),
         log_level=str(config["LOG_LEVEL"]).upper(),
         database_url=database_url(config.get("DATABASE_URL")),
@@ -259,8 +260,6 @@ def parse_country_codes(setting):
         if not code.isdigit() or not 1 <= len(code) <= 3:
             raise ValueError(f"VOICE_ALLOWED_COUNTRY_CODES entry {code!r} is not a 1-3 digit country code")
     return codes
-
-
 
 
 def parse_client_names(setting):

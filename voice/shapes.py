@@ -24,11 +24,12 @@ FIRST_YEAR, LAST_YEAR = 1900, 2999
 WORD = re.compile(r"[A-Za-z0-9_.:\-]+")
 SESSION_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 
-# A browser or app client's name (AT's WebRTC clientName, as we mint tokens for it), the address AT gives it
-# (`<AT username>.<name>`, an AT username may hold `-`), and a VOICE_CLIENT_NAMES glob of names.
+# A browser or app client's name as we mint tokens for it and flows name it, the address AT gives a client
+# (`<AT username>.<name>`: both parts may hold `-`, as names from tokens minted elsewhere may), and a
+# VOICE_CLIENT_NAMES glob of names.
 _NAME = "A-Za-z0-9_"
 CLIENT_NAME = re.compile(f"[{_NAME}]{{1,64}}")
-CLIENT_ADDRESS = re.compile(f"([{_NAME}-]{{1,64}})\\.([{_NAME}]{{1,64}})")
+CLIENT_ADDRESS = re.compile(f"([{_NAME}-]{{1,64}})\\.([{_NAME}-]{{1,64}})")
 CLIENT_GLOB = re.compile(f"[{_NAME}*?]{{1,64}}")
 # The clientRequestId of a dial-out: 1 to 64 printable ASCII characters, no space at either end (AT echoes it).
 CLIENT_REQUEST_ID = re.compile(r"[\x21-\x7e]([\x20-\x7e]{0,62}[\x21-\x7e])?")

@@ -11,8 +11,8 @@ from voice.at.simulator import SimulationError
 log = logging.getLogger("voice.at.simulated")
 
 
-def handler_for(fake):
-    """The request handler class of an HTTP server that serves the SimulatedAT `fake`."""
+def handler_for(simulated):
+    """The request handler class of an HTTP server that serves the SimulatedAT `simulated`."""
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "SimulatedAT/1"
@@ -28,19 +28,19 @@ def handler_for(fake):
                 form = form if isinstance(form, dict) else {}
             else:
                 form = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
-            fake.requests.append({"path": self.path, "form": form, "apiKey": self.headers.get("apiKey")})
-            if fake.api_key is not None and self.headers.get("apiKey") != fake.api_key:
+            simulated.requests.append({"path": self.path, "form": form, "apiKey": self.headers.get("apiKey")})
+            if simulated.api_key is not None and self.headers.get("apiKey") != simulated.api_key:
                 self._send(401, "text/plain", "The supplied authentication is invalid")
             elif self.path == "/call":
-                self._send(*fake.answer_call(form))
+                self._send(*simulated.answer_call(form))
             elif self.path == "/queueStatus":
-                self._send(*fake.answer_queue_status(form))
+                self._send(*simulated.answer_queue_status(form))
             elif self.path == "/mediaUpload":
-                self._send(*fake.answer_media_upload(form))
+                self._send(*simulated.answer_media_upload(form))
             elif self.path == "/callTransfer":
-                self._send(*fake.answer_call_transfer(form))
+                self._send(*simulated.answer_call_transfer(form))
             elif self.path == "/capability-token/request":
-                self._send(*fake.answer_capability_token(form))
+                self._send(*simulated.answer_capability_token(form))
             elif self.path == "/simulator/calls":
                 self._stream_call(form)
             else:
@@ -62,7 +62,7 @@ def handler_for(fake):
                         pass  # the command went away; the call plays on
 
             try:
-                fake.play_for(spec, say)
+                simulated.play_for(spec, say)
             except SimulationError as exc:
                 say(f"ERROR {exc}")
 

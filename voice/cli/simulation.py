@@ -31,7 +31,7 @@ def simulated_at(port, service_url, digits, answer_seconds, bridge_seconds):
                          digits=tuple(d.strip() for d in digits.split(",") if d.strip()), bridge_seconds=bridge_seconds,
                          answer_delay=answer_seconds)
     say = click.echo
-    if str(config.get("LOG_FORMAT", "text")).lower() == "json":  # beside the service, every line is JSON
+    if settings.current().log_format == "json":  # beside the service, every line is JSON
         say = logging.getLogger("voice.at.simulated").warning
     say(f"SIMULATED Africa's Talking voice API on {server.url} (no real calls); callees drive {service_url}")
     say("Test numbers: " + ", ".join(f"{number} {value or kind}" for number, (kind, value) in TEST_NUMBERS.items()))

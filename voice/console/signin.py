@@ -90,7 +90,9 @@ def _console_headers(response):
 
 @bp.errorhandler(HTTPException)
 def _http_error(exc):
-    return _error_page(exc.code, exc.name, exc.description)
+    page, status = _error_page(exc.code, exc.name, exc.description)
+    retry = dict(exc.get_headers()).get("Retry-After")
+    return page, status, ({"Retry-After": retry} if retry else {})
 
 
 @bp.errorhandler(APIError)

@@ -7,8 +7,9 @@ import sqlalchemy as sa
 from voice import shapes
 from voice.calls import STORED
 from voice.store.db import db, guarded, iso
-from voice.store.overview import fold, grouped, in_window
+from voice.store.overview import grouped, in_window, totals
 from voice.store.records import Call, Event, in_progress
+
 
 def list_calls(wanted, requested_by=None):
     """A page of the calls `wanted` (a CallFilter), newest first, and the id the next page starts below (None on
@@ -53,7 +54,7 @@ def call_with_events(session_id, requested_by=None):
 def stats(since, until, requested_by=None):
     """Counts by state and hangup cause, answer rate, durations and cost per currency of the calls that started in
     [since, until) (either may be None), only `requested_by`'s if given."""
-    figures = fold(grouped(since, until, None, requested_by), since, until)
+    figures = totals(grouped(since, until, None, requested_by), since, until)
     del figures["buckets"]
     return figures
 
@@ -79,7 +80,7 @@ def call_json(call):
         "clientName": call.client_name,
     }
     groups = {}
-    for field in STORED:
+    for field in STORED:  # in the table's order, then set in the API's order below
         value = getattr(call, field.column)
         value = _SHOWN[field.kind](value) if field.kind in _SHOWN else value
         group, _, key = field.json.rpartition(".")
@@ -87,10 +88,17 @@ def call_json(call):
             groups.setdefault(group, {})[key] = value
         else:
             body[key] = value
-    # A group (transfer, queue, dial) is shown when AT said anything of it.
-    body.update({name: values if any(v is not None for v in values.values()) else None
+    # A group (transfer, queue, dial) is shown when AT said anything of it (a queue: its name, wait or taker).
+    body.update({name: values if any(values.get(key) is not None for key in _SHOWS.get(name, values)) else None
                  for name, values in groups.items()})
-    return body
+    return {key: body[key] for key in _ORDER if key in body} | body
+
+
+# The order of a call's keys as the API has always given them; keys added since come after.
+_ORDER = ("sessionId", "direction", "callerNumber", "destinationNumber", "state", "status", "startedAt", "answeredAt",
+          "endedAt", "durationSeconds", "amount", "currencyCode", "hangupCause", "lastDigits", "recordingUrls",
+          "requestedBy", "queueStatus", "clientRequestId", "clientName", "transfer", "queue")
+_SHOWS = {"queue": ("name", "waitedSeconds", "dequeuedTo")}
 
 
 def labelled_values(call):

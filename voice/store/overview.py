@@ -69,7 +69,7 @@ class Overview:
             rows = grouped(since, until, hourly, requested_by)
         else:
             rows = self._past_days(since, today, requested_by) + grouped(max(since, today), until, False, requested_by)
-        return fold(rows, since, until)
+        return totals(rows, since, until)
 
     def _past_days(self, since, today, requested_by):
         """Grouped daily rows of [since, today): whole days as kept, a partial first day read fresh."""
@@ -155,7 +155,7 @@ def _start(value, hourly):
     return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
 
 
-def fold(rows, since, until):
+def totals(rows, since, until):
     """Totals and per-bucket counts from grouped rows."""
     buckets, by_state, by_cause, costs = {}, {}, {}, {}
     calls = finished = answered_finished = seconds = with_duration = 0

@@ -18,7 +18,6 @@ from voice.store.db import UTCDateTime, db, guarded, utcnow, write_turn
 from voice.store.fold import Conflict, Driver
 from voice.store.group import GroupCommit
 
-INDEXED = {"started_at", "client_request_id"}  # the AT fields the history API filters or orders by
 _COLUMN_TYPES = {"VARCHAR": sa.String, "INTEGER": sa.Integer, "NUMERIC": sa.Numeric, "TIMESTAMP": UTCDateTime}
 
 
@@ -30,7 +29,7 @@ def _column_type(kind):
 
 def _at_columns():
     """A mixin with a column for each field of voice/calls.py's table that a call keeps."""
-    return type("ATColumns", (), {field.column: mapped_column(_column_type(field.kind), index=field.column in INDEXED)
+    return type("ATColumns", (), {field.column: mapped_column(_column_type(field.kind), index=field.indexed)
                                   for field in STORED})
 
 
