@@ -60,28 +60,39 @@ def _mask_digits(text):
     return mask(("+" if text.startswith("+") else "") + digits)
 
 
-# Cheap looks that tell whether a pattern could match at all: most lines (the access line of every callback)
-# hold none of these, and are passed on after a few substring tests instead of four regular expressions.
-_HINTS = (("token=", "key=", "password=", "secret=", "signature="), ("x-api-key", "authorization"), ("://",))
-_NINE_DIGITS = re.compile(r"(?<![A-Za-z_.+*:0-9])\+?[0-9][0-9 -]{7,}[0-9]")
+# Cheap looks that tell whether anything could need masking: a configured secret, a hint of a pattern (substring
+# tests), or nine digits standing alone. Most lines (the access line of every callback) hold none, and pass.
+_HINTS = ("token=", "key=", "password=", "secret=", "signature=", "x-api-key", "authorization", "://")
+_DIGITS = re.compile(r"(?<![A-Za-z_.+*:0-9])\+?[0-9][0-9 -]{7,}[0-9]")
+
+
+def _suspect(text):
+    for secret in _secrets:
+        if secret in text:
+            return True
+    lowered = text.lower()
+    for hint in _HINTS:
+        if hint in lowered:
+            return True
+    return _DIGITS.search(text) is not None
 
 
 def redact(text):
     """`text` with configured secrets, tokens, keys, URL passwords and whole phone numbers masked."""
+    if not _suspect(text):
+        return text
     for secret in _secrets:
-        if secret in text:
-            text = text.replace(secret, "[redacted]")
-    lowered = text.lower()
-    for (pattern, replacement), hints in zip(_PATTERNS, _HINTS):
-        if any(hint in lowered for hint in hints):
-            text = pattern.sub(replacement, text)
-    if _NINE_DIGITS.search(text):
-        text = _PHONE.sub(_masked, text)
-    return text
+        text = text.replace(secret, "[redacted]")
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return _PHONE.sub(_masked, text)
 
 
 class Redact(logging.Filter):
-    """Mask secrets and whole numbers in a record's message and traceback, whoever logged it."""
+    """Mask secrets and whole numbers in a record's message and traceback, whoever logged it; and in its `extra`
+    fields while `extras` is on (the JSON format writes them; the text format, set up by configure, does not)."""
+
+    extras = True
 
     def filter(self, record):
         try:
@@ -91,8 +102,9 @@ class Redact(logging.Filter):
         cleaned = redact(message)
         if cleaned != message or record.args:
             record.msg, record.args = cleaned, None
-        for name, value in vars(record).items():  # `extra` fields, written whole by the JSON format
-            if name not in _RECORD_ATTRIBUTES and isinstance(value, str):
+        for name in vars(record).keys() - _RECORD_ATTRIBUTES if self.extras else ():
+            value = getattr(record, name)
+            if isinstance(value, str):
                 setattr(record, name, redact(value))
         if record.exc_info:
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
@@ -141,7 +153,9 @@ def configure(app):
             handler.addFilter(RequestId())
         if not ours:
             root.addHandler(handler)
-    # Whoever handles the records (ours, a test runner's, gunicorn's), each passes through the redaction.
+    # Whoever handles the records (ours, a test runner's, gunicorn's), each passes through the redaction; extra
+    # fields only where they are written.
+    REDACT.extras = kind == "json"
     for handler in root.handlers + logging.getLogger("gunicorn.error").handlers:
         if REDACT not in handler.filters:
             handler.addFilter(REDACT)
