@@ -183,16 +183,11 @@ def _timestamp(value, name, problems):
     return moment
 
 
-def _matching(pattern, problem):
-    """A reader taking values that match `pattern` whole, noting `problem` for others."""
-
-    def read(value, name, problems):
-        if not pattern.fullmatch(value):
-            problems.append(problem)
-            return None
-        return value
-
-    return read
+def _request_id(value, name, problems):
+    if not shapes.CLIENT_REQUEST_ID.fullmatch(value):
+        problems.append(f"{name} is not 1 to 64 printable characters")
+        return None
+    return value
 
 
 def _direction(value, problems):
@@ -234,7 +229,7 @@ READERS = {
     "amount": _amount,
     "currency": _currency,
     "time": _timestamp,
-    "request_id": _matching(shapes.CLIENT_REQUEST_ID, "clientRequestId is not 1 to 64 printable characters"),
+    "request_id": _request_id,
     # What a client's agent dialled, as typed (with or without `+`, local or international): read as a number
     # once (Notification.dialled), and a typed mistake is the agent's to hear about.
     "dialled": _text,

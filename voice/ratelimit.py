@@ -124,8 +124,7 @@ def count_dialouts(label, numbers):
                 for item in settings.current().limits["VOICE_RATE_LIMIT_PER_DESTINATION"]]
     for item, identifiers, cost, message in checks:
         if not strategy.test(item, prefix, *identifiers, cost=cost):
-            reset = strategy.get_window_stats(item, prefix, *identifiers).reset_time
-            raise TooManyDials(max(1, int(reset - time.time()) + 1), message.format(item=item))
+            raise _used_up(item, identifiers, message.format(item=item))
     for item, identifiers, cost, _ in checks:
         strategy.hit(item, prefix, *identifiers, cost=cost)
 
@@ -166,13 +165,8 @@ def count_sign_in(address):
     Counted and compared in one step of the store (its increment), so attempts sent together cannot
     slip past the limit between a look and a count.
     """
-    strategy, prefix = _strategy(), current_app.config["RATELIMIT_KEY_PREFIX"]
-    for item in settings.current().limits["VOICE_CONSOLE_SIGNIN_LIMIT"]:
-        if not strategy.hit(item, prefix, "console-sign-in", address):
-            reset = strategy.get_window_stats(item, prefix, "console-sign-in", address).reset_time
-            raise TooManyDials(max(1, int(reset - time.time()) + 1),
-                               f"Too many sign-in attempts from this address: at most {item} "
-                               "(VOICE_CONSOLE_SIGNIN_LIMIT).")
+    _refuse_over("VOICE_CONSOLE_SIGNIN_LIMIT", ("console-sign-in", address),
+                 "Too many sign-in attempts from this address", counting=True)
 
 
 def store_answers():
@@ -184,13 +178,20 @@ def _strategy():
     return current_app.extensions["voice_limits"]
 
 
-def _refuse_over(setting, identifiers, words):
-    """Raise TooManyDials when any limit of `setting` is used up for `identifiers`."""
+def _refuse_over(setting, identifiers, words, counting=False):
+    """Raise TooManyDials when any limit of `setting` is used up for `identifiers` (counting this one, if asked)."""
     strategy, prefix = _strategy(), current_app.config["RATELIMIT_KEY_PREFIX"]
+    look = strategy.hit if counting else strategy.test
     for item in settings.current().limits[setting]:
-        if not strategy.test(item, prefix, *identifiers):
-            reset = strategy.get_window_stats(item, prefix, *identifiers).reset_time
-            raise TooManyDials(max(1, int(reset - time.time()) + 1), f"{words}: at most {item} ({setting}).")
+        if not look(item, prefix, *identifiers):
+            raise _used_up(item, identifiers, f"{words}: at most {item} ({setting}).")
+
+
+def _used_up(item, identifiers, message):
+    """The TooManyDials of a limit used up, with the seconds until its window ends."""
+    prefix = current_app.config["RATELIMIT_KEY_PREFIX"]
+    reset = _strategy().get_window_stats(item, prefix, *identifiers).reset_time
+    return TooManyDials(max(1, int(reset - time.time()) + 1), message)
 
 
 def _count(setting, identifiers):
