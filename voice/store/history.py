@@ -65,7 +65,8 @@ _SHOWN = {"time": iso, "amount": lambda amount: float(amount) if amount is not N
 
 def call_json(call):
     """A call as the history API shows it: what the service knows, then the fields AT sent (voice/calls.py)."""
-    body = {
+    body = dict.fromkeys(_ORDER)  # the keys' order as the API has always given them; keys added since come after
+    body.update({
         "sessionId": call.session_id,
         "direction": call.direction,
         "callerNumber": call.caller_number,
@@ -78,9 +79,9 @@ def call_json(call):
         "requestedBy": call.requested_by,
         "queueStatus": call.queue_status,
         "clientName": call.client_name,
-    }
+    })
     groups = {}
-    for field in STORED:  # in the table's order, then set in the API's order below
+    for field in STORED:
         value = getattr(call, field.column)
         value = _SHOWN[field.kind](value) if field.kind in _SHOWN else value
         group, _, key = field.json.rpartition(".")
@@ -91,10 +92,9 @@ def call_json(call):
     # A group (transfer, queue, dial) is shown when AT said anything of it (a queue: its name, wait or taker).
     body.update({name: values if any(values.get(key) is not None for key in _SHOWS.get(name, values)) else None
                  for name, values in groups.items()})
-    return {key: body[key] for key in _ORDER if key in body} | body
+    return body
 
 
-# The order of a call's keys as the API has always given them; keys added since come after.
 _ORDER = ("sessionId", "direction", "callerNumber", "destinationNumber", "state", "status", "startedAt", "answeredAt",
           "endedAt", "durationSeconds", "amount", "currencyCode", "hangupCause", "lastDigits", "recordingUrls",
           "requestedBy", "queueStatus", "clientRequestId", "clientName", "transfer", "queue")
