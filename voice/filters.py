@@ -28,7 +28,7 @@ class BadFilter(APIError):
 
 @dataclass(frozen=True)
 class CallFilter:
-    """Which calls to list: each criterion None when not asked for; `after_id` resumes a listing (its cursor)."""
+    """Which calls to list: each criterion None when not asked for; `before_id` resumes a listing (its cursor)."""
 
     phone: str | None = None
     direction: str | None = None
