@@ -15,10 +15,11 @@ $(VENV)/.installed: requirements.txt
 .env: | $(VENV)/.installed
 	$(BIN)/flask --app app voice init-env
 
+# The Procfile's web and worker processes, side by side under honcho; Ctrl-C stops both.
 run: venv .env
 	$(BIN)/flask --app app voice init-env
 	$(BIN)/flask --app app db upgrade
-	$(BIN)/gunicorn -c gunicorn.conf.py "app:create_app()"
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start --no-colour web worker
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

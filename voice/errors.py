@@ -17,12 +17,13 @@ log = logging.getLogger(__name__)
 class APIError(Exception):
     """A client mistake or refusal with its status, machine code and a message saying what to fix."""
 
-    def __init__(self, status, code, message, headers=None):
+    def __init__(self, status, code, message, headers=None, **extra):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers or {}
+        self.extra = extra  # more keys of the JSON body (a campaign's refused rows)
 
 
 def json_error(status, code, message, headers=None, **extra):
@@ -59,12 +60,12 @@ def is_xml_route():
 REFUSALS = (401, 403, 405, 429)
 
 
-def _error(status, code, message, headers=None):
+def _error(status, code, message, headers=None, **extra):
     """The answer to a refused request: apology XML on XML routes (unless the requester itself is refused), else JSON."""
     if is_xml_route() and status not in REFUSALS:
         log.warning("instruct request refused (%s); answered with the apology", status)
         return apology(status if status < 500 else 200)
-    return json_error(status, code, message, headers=headers)
+    return json_error(status, code, message, headers=headers, **extra)
 
 
 def _handle_http(exc):
@@ -76,7 +77,7 @@ def _handle_http(exc):
 
 
 def _handle_api_error(exc):
-    return _error(exc.status, exc.code, exc.message, exc.headers)
+    return _error(exc.status, exc.code, exc.message, exc.headers, **exc.extra)
 
 
 def _handle_store_unavailable(exc):

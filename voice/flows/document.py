@@ -3,12 +3,19 @@
 A step is a list of actions, a menu, or a Python callable that returns actions.
 """
 
+import functools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_FLOW = Path(__file__).parent / "default.yaml"
 
-# A browser or app client's name, as flow files and the token route accept it.
+# A campaign contact's variable in a say's text: `Hello {name}` (other braces are plain text).
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]{0,63})\}")
+# Actions of ours, not AT's: played by the service (voice.flows.ivr), adding nothing to the XML.
+OUR_ACTIONS = ("OptOut",)
+# What a save or a variable may be named.
+KEY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
 class FlowError(Exception):
@@ -33,6 +40,21 @@ class Action:
     # both are resolved when the call is answered (voice.flows.clients).
     clients: list | None = None
     client_dialed: bool = False
+    # A GetDigits whose digits a campaign keeps as the callee's answer under this key.
+    save: str | None = None
+
+    def personal(self):
+        """True when this action (or its prompt) says a contact's variable."""
+        return bool(self.text and PLACEHOLDER.search(self.text)) or (self.prompt is not None and self.prompt.personal())
+
+    def with_variables(self, variables):
+        """A copy whose texts have each `{name}` replaced by the variable (empty when the call has none)."""
+        text = self.text
+        if text and self.element == "Say":
+            text = PLACEHOLDER.sub(lambda found: variables.get(found.group(1), ""), text)
+        prompt = self.prompt.with_variables(variables) if self.prompt is not None else None
+        return Action(self.element, dict(self.attrs), text, prompt, self.next, self.clients, self.client_dialed,
+                      self.save)
 
 
 @dataclass
@@ -46,6 +68,7 @@ class Menu:
     no_input: str = "Sorry, we did not get your choice."
     on_fail: str | None = None
     attrs: dict = field(default_factory=dict)
+    save: str | None = None  # a campaign keeps the chosen option as the callee's answer under this key
 
     @property
     def finish_key(self):
@@ -64,6 +87,24 @@ class Step:
     python_name: str | None = None
     leads_to: list = field(default_factory=list)
 
+    @functools.cached_property
+    def personal(self):
+        """True when the step says a campaign contact's variable, so its XML differs from call to call."""
+        if self.menu is not None:
+            return self.menu.prompt is not None and self.menu.prompt.personal()
+        return any(action.personal() for action in self.actions or ())
+
+    @functools.cached_property
+    def opts_out(self):
+        """True when the step puts the caller on the do-not-call list."""
+        return any(action.element == "OptOut" for action in self.actions or ())
+
+    @functools.cached_property
+    def terminal(self):
+        """True when the step leads nowhere: no menu, no Python, no next step or redirect."""
+        return self.actions is not None and not any(action.next or action.element == "Redirect"
+                                                    for action in self.actions)
+
 
 @dataclass
 class Flow:
@@ -75,6 +116,15 @@ class Flow:
     outbound: str | None = None
     numbers: dict = field(default_factory=dict)
     clients: str | None = None
+    # The steps that end a campaign's call as completed (none given: any step that leads nowhere).
+    ends: list = field(default_factory=list)
+
+    def is_end(self, name):
+        """True when playing the step `name` completes a campaign contact."""
+        if self.ends:
+            return name in self.ends
+        step = self.steps.get(name)
+        return step is not None and step.terminal
 
     def start_for(self, direction, destination, from_client=False):
         """The first step of a call: a browser or app client's, else by the AT number it reached, then its direction."""

@@ -42,26 +42,65 @@ def _instruct_url():
     return url_for("webhooks.instruct", _external=True)
 
 
-def answer(flow, note, args, fields):
-    """The XML answering an active-call notification `note` with callback parameters `args`."""
-    name = args.get("step") or flow.start_for(note.direction, note.destination, note.client_name is not None)
+PLAY, MENU, FAIL = "play", "menu", "fail"
+
+
+def answer(flow, note, args, fields, context=None):
+    """The XML answering an active-call notification `note` with callback parameters `args`.
+
+    `context` is the campaign call's (voice.campaigns.calling.CallContext): where its call starts and
+    the contact's variables, looked up only when a step needs them; None for other calls.
+    """
+    name = args.get("step") or (context and context.start) or flow.start_for(
+        note.direction, note.destination, note.client_name is not None)
     step = flow.steps.get(name)
     if step is None:
         raise FlowProblem(f"callback names unknown step {name[:64]!r}")
+    kind, target, attempt, notice = route(flow, step, args, "dtmfDigits" in fields, note.digits)
+    if kind == PLAY:
+        return _play(flow, target, note, fields, context)
+    if kind == MENU:
+        if step.personal:
+            return voicexml.render(_personal(_menu(step, attempt, notice), context), step_url)
+        return _fixed(("menu", step.name, attempt, notice), lambda: _menu(step, attempt, notice))
+    said = [Action("Say", text=notice)]
+    if target is None:
+        return _fixed(("fail", step.name, notice), lambda: said + [Action("Say", text="Goodbye.")])
+    if _changes(target):
+        return voicexml.render(said + _personal(step_actions(flow, target, fields, note), context), step_url)
+    return _fixed(("fail", step.name, notice), lambda: said + step_actions(flow, target, fields, note))
+
+
+def route(flow, step, args, digits_sent, digits):
+    """Where a callback at `step` leads, as (kind, step, attempt, notice): PLAY a step from its start, the MENU
+    again (round `attempt`, after `notice`), or FAIL to the menu's onFail step (None: goodbye) after `notice`.
+
+    The campaign's progress (voice.campaigns.progress) replays a call's callbacks through this too.
+    """
     if step.menu is None:
-        return _play(flow, step, note, fields)
+        return PLAY, step, None, None
     attempt = _attempt(args.get("attempt"))
     if args.get("input") == "none":
-        return _retry_or_fail(flow, step, attempt, step.menu.no_input, note, fields)
-    if "dtmfDigits" in fields and args.get("step"):
-        keys = (note.digits or "")
-        if step.menu.finish_key:
-            keys = keys.removesuffix(step.menu.finish_key)
-        target = step.menu.options.get(keys)
+        return _retry_or_fail(flow, step, attempt, step.menu.no_input)
+    if digits_sent and args.get("step"):
+        target = step.menu.options.get(chosen(step.menu, digits))
         if target is not None:
-            return _play(flow, flow.steps[target], note, fields)
-        return _retry_or_fail(flow, step, attempt, step.menu.invalid, note, fields)
-    return _fixed(("menu", step.name, attempt, None), lambda: _menu(step, attempt))
+            return PLAY, flow.steps[target], None, None
+        return _retry_or_fail(flow, step, attempt, step.menu.invalid)
+    return MENU, step, attempt, None
+
+
+def chosen(menu, digits):
+    """What the caller pressed at `menu`, without its finishOnKey."""
+    keys = digits or ""
+    return keys.removesuffix(menu.finish_key) if menu.finish_key else keys
+
+
+def _retry_or_fail(flow, step, attempt, notice):
+    """The menu again with `notice`, or its onFail step once its retries are used up."""
+    if attempt <= step.menu.retries:
+        return MENU, step, attempt + 1, notice
+    return FAIL, flow.steps[step.menu.on_fail] if step.menu.on_fail else None, attempt, notice
 
 
 def _fixed(key, actions):
@@ -82,39 +121,44 @@ def _fixed(key, actions):
 
 
 def _changes(step):
-    """True when a step's XML differs from call to call: a Python step, or a Dial of what a client dialled."""
-    return step.python is not None or clients.has_dynamic_dial(step.actions)
+    """True when a step's XML differs from call to call (a Python step, a Dial of what a client dialled, a contact's
+    variable), or playing it does something (puts the caller on the do-not-call list)."""
+    return (step.python is not None or clients.has_dynamic_dial(step.actions) or step.personal
+            or step.opts_out)
 
 
-def _play(flow, step, note, fields):
+def _play(flow, step, note, fields, context=None):
     """The XML of a step played from its start; a step whose XML changes is rendered anew each time."""
     if _changes(step):
-        return voicexml.render(step_actions(flow, step, fields, note), step_url)
+        if step.opts_out:
+            _opt_out(note)
+        return voicexml.render(_personal(step_actions(flow, step, fields, note), context), step_url)
     return _fixed(("step", step.name), lambda: step_actions(flow, step, fields, note))
+
+
+def _personal(actions, context):
+    """`actions` with a campaign contact's variables said (none outside a campaign: each `{name}` says nothing)."""
+    variables = context.variables if context is not None else {}
+    return [action.with_variables(variables) if action.personal() else action for action in actions]
+
+
+def _opt_out(note):
+    """Put the caller on the do-not-call list: no campaign calls them again."""
+    from voice.campaigns import dnc  # the flows are loaded before the store; imported when a call plays it
+
+    if note.caller and not note.client_name:  # AT names the person callerNumber in both directions
+        dnc.add_from_call(note.caller)
 
 
 def _attempt(raw):
     return shapes.whole(raw, 1, MAX_ATTEMPT) or 1
 
 
-def _retry_or_fail(flow, step, attempt, notice, note, fields):
-    """The menu again with `notice`, or the menu's onFail step once its retries are used up."""
-    if attempt <= step.menu.retries:
-        return _fixed(("menu", step.name, attempt + 1, notice), lambda: _menu(step, attempt + 1, notice))
-    said = [Action("Say", text=notice)]
-    if step.menu.on_fail is None:
-        return _fixed(("fail", step.name, notice), lambda: said + [Action("Say", text="Goodbye.")])
-    on_fail = flow.steps[step.menu.on_fail]
-    if _changes(on_fail):
-        return voicexml.render(said + step_actions(flow, on_fail, fields, note), step_url)
-    return _fixed(("fail", step.name, notice), lambda: said + step_actions(flow, on_fail, fields, note))
-
-
 def _menu(step, attempt, notice=None):
     """A menu's actions: the notice, GetDigits coming back here, then the no-input path."""
     menu = step.menu
     get_digits = Action("GetDigits", attrs=dict(menu.attrs), prompt=menu.prompt)
-    get_digits.attrs["callbackUrl"] = step_url(step.name, attempt=attempt)
+    get_digits.attrs["callbackUrl"] = step_url(step.name, attempt=attempt, save=menu.save)
     # AT moves past GetDigits silently when nothing is pressed: this Redirect is that path.
     no_input = Action("Redirect", text=step_url(step.name, attempt=attempt, input="none"))
     return ([Action("Say", text=notice)] if notice else []) + [get_digits, no_input]

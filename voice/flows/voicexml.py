@@ -2,6 +2,8 @@
 
 import xml.etree.ElementTree as ET
 
+from voice.flows.document import OUR_ACTIONS
+
 DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
 
 
@@ -9,7 +11,8 @@ def render(actions, step_url):
     """The `<Response>` document for `actions`; `step_url(name)` makes a step's callback URL."""
     root = ET.Element("Response")
     for action in actions:
-        root.append(_element(action, step_url))
+        if action.element not in OUR_ACTIONS:
+            root.append(_element(action, step_url))
     ET.indent(root)
     return DECLARATION + ET.tostring(root, encoding="unicode")
 
@@ -20,7 +23,7 @@ def _element(action, step_url):
         if action.element == "Redirect":
             element.text = step_url(action.next)
         else:
-            element.set("callbackUrl", step_url(action.next))
+            element.set("callbackUrl", step_url(action.next, save=action.save) if action.save else step_url(action.next))
     if action.text is not None:
         element.text = action.text
     if action.prompt is not None:

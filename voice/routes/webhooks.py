@@ -5,6 +5,7 @@ import logging
 from flask import Blueprint, current_app, request
 
 from voice import callbacks, notifications
+from voice.campaigns import calling
 from voice.access import annotate
 from voice.auth import require_webhook_auth
 from voice.errors import APIError, apology, xml_response, xml_route
@@ -38,7 +39,8 @@ def instruct():
         return xml_response("")
     annotate(req.environ, detail="step=" + req.args.get("step", "start")[:64])
     try:
-        return xml_response(ivr.answer(app.extensions["voice_flow"], note, req.args, req.form))
+        return xml_response(ivr.answer(app.extensions["voice_flow"], note, req.args, req.form,
+                                       calling.context_for(note, req.args)))
     except ivr.FlowProblem as exc:
         log.error("call %s: %s; answered with the apology", note.session_id, exc)
         return apology()

@@ -5,12 +5,13 @@ outside the table is refused with a hint at its spelling.
 """
 
 from voice.flows.checks.values import ValueChecker
-from voice.flows.document import Action
+from voice.flows.document import KEY_NAME, OUR_ACTIONS, Action
 
 # The file's action names (AT's element names, or the same in lower camel case) -> AT's element.
 ACTION_NAMES = {
     name.lower(): name
-    for name in ("Say", "Play", "GetDigits", "Dial", "Record", "Redirect", "Reject", "Conference", "Enqueue", "Dequeue")
+    for name in ("Say", "Play", "GetDigits", "Dial", "Record", "Redirect", "Reject", "Conference", "Enqueue", "Dequeue",
+                 *OUR_ACTIONS)
 }
 
 
@@ -70,10 +71,15 @@ class ActionChecker(ValueChecker):
 
     def _collecting(self, element, where, body, attributes):
         """GetDigits or partial Record: attributes, a prompt, and where the input goes."""
-        body = self.mapping(where, body, (*attributes, "prompt", "next", "callbackUrl"))
+        saves = ("save",) if element == "GetDigits" else ()
+        body = self.mapping(where, body, (*attributes, "prompt", "next", "callbackUrl", *saves))
         if body is None:
             return None
         action = Action(element, attrs=self.checked(where, body, attributes))
+        if "save" in body:
+            action.save = self.save_key(f"{where}, field 'save'", body["save"])
+            if "next" not in body:
+                self.fail(f"{where}, field 'save'", "needs 'next': the digits are saved when they reach that step")
         if "prompt" in body:
             action.prompt = self.prompt(f"{where}, field 'prompt'", body["prompt"])
         if "next" in body and "callbackUrl" in body:
@@ -150,6 +156,16 @@ class ActionChecker(ValueChecker):
         if body not in (None, {}, True):
             self.fail(where, f"{element} takes no attributes")
         return Action(element)
+
+    def _optout(self, where, body):
+        return self._bare("OptOut", where, body)
+
+    def save_key(self, where, value):
+        """The key a campaign saves the callee's answer under: letters, digits and _."""
+        if not isinstance(value, str) or not KEY_NAME.match(value):
+            self.fail(where, "must be a name of letters, digits and _ (up to 64), e.g. satisfied")
+            return None
+        return value
 
     def _reject(self, where, body):
         return self._bare("Reject", where, body)

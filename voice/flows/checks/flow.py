@@ -23,7 +23,7 @@ class FlowChecker(ActionChecker):
     def menu(self, where, body):
         """Check a menu step's `menu`; return it as a Menu."""
         body = self.mapping(where, body, ("prompt", "options", "numDigits", "timeout", "finishOnKey", "retries",
-                                          "invalid", "noInput", "onFail"), required=("prompt", "options"))
+                                          "invalid", "noInput", "onFail", "save"), required=("prompt", "options"))
         if body is None:
             return None
         prompt = self.prompt(f"{where}, field 'prompt'", body.get("prompt")) if "prompt" in body else None
@@ -64,6 +64,8 @@ class FlowChecker(ActionChecker):
             menu.no_input = self.text(f"{where}, field 'noInput'", body["noInput"])
         if "onFail" in body:
             menu.on_fail = self.step_ref(f"{where}, field 'onFail'", body["onFail"])
+        if "save" in body:
+            menu.save = self.save_key(f"{where}, field 'save'", body["save"])
         return menu
 
     def step(self, name, body):
@@ -119,8 +121,8 @@ def check_document(document, source):
     """Check a parsed flow document; return a Flow or raise FlowError listing every problem."""
     if not isinstance(document, dict):
         raise FlowError(source, ["the file must be a mapping with 'start' and 'steps'"])
-    problems = [f"top level, field {key!r}: is not known (use 'start' and 'steps')"
-                for key in document if key not in ("start", "steps")]
+    problems = [f"top level, field {key!r}: is not known (use 'start', 'steps' and 'ends')"
+                for key in document if key not in ("start", "steps", "ends")]
     raw_steps = document.get("steps")
     if not isinstance(raw_steps, dict) or not raw_steps:
         raise FlowError(source, problems + ["top level: needs 'steps', a mapping of step names to steps"])
@@ -150,6 +152,11 @@ def check_document(document, source):
                 step = checker.step_ref(f"start, number {number!r}", target)
                 if phone and step:
                     flow.numbers[phone] = step
+    ends = document.get("ends", [])
+    if not isinstance(ends, list):
+        checker.fail("top level, field 'ends'", "must list the steps that complete a campaign's call")
+    else:
+        flow.ends = [checker.step_ref("top level, field 'ends'", name) for name in ends]
 
     if not checker.problems:
         reached, todo = set(), [flow.inbound, flow.outbound, flow.clients, *flow.numbers.values()]

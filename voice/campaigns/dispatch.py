@@ -1,0 +1,390 @@
+"""What the worker does for campaigns: claim due contacts within the pacing, place each attempt, settle each ending.
+
+Every step is a committed change of rows, so a worker killed at any moment leaves the campaign in
+a state the next tick continues from:
+- claim: in one transaction a due contact becomes `calling` and gets an attempt row (`claimed`);
+- place: the attempt moves `claimed` -> `dialling` in its own transaction before AT is asked, so
+  no attempt is ever dialled twice; AT's answer makes it `placed`, with its sessionId;
+- settle: once the call's final notification is stored, the attempt ends and the contact moves on
+  (done, or due again at its retry's time).
+An attempt left `claimed` (its job lost) is withdrawn, one left `dialling` or `placed` without an
+outcome is settled as a transient failure after OUTCOME_TIMEOUT (docs/campaigns.md).
+"""
+
+import logging
+import math
+from datetime import timedelta
+
+import sqlalchemy as sa
+from flask import current_app
+
+from voice import phone, refusals, settings
+from voice.at.answers import ATError, Busy, NotConfigured
+from voice.at.client import get_client
+from voice.calls import FINAL_STATES
+from voice.campaigns import dnc, progress, rules
+from voice.campaigns.models import Attempt, Campaign, Contact, request_id
+from voice.ratelimit import TooManyDials, count_dialouts
+from voice.store import records
+from voice.store.db import StoreUnavailable, db, guarded, utcnow
+from voice.store.records import Call
+
+log = logging.getLogger(__name__)
+
+CLAIM_BACKLOG = timedelta(seconds=2)   # pacing slots a late tick may still use
+LOST_JOB = timedelta(minutes=2)        # a claimed attempt whose job never ran is withdrawn after this
+BUSY_DELAY = timedelta(seconds=5)      # this worker's AT requests were all in use: try again this soon
+IN_PROGRESS = ("claimed", "dialling", "placed")  # an attempt's statuses while its contact is `calling`
+FINAL_ENTRY_ERRORS = ("InvalidPhoneNumber", "DestinationNotSupported")
+
+
+def outcome_timeout():
+    """How long a placed call may go without its final notification before it is settled as a transient failure."""
+    return timedelta(minutes=float(current_app.config["VOICE_CAMPAIGN_OUTCOME_MINUTES"]))
+
+
+# --- claiming --------------------------------------------------------------------------------------------------
+
+
+def start_scheduled(now=None):
+    """Campaigns whose start time came move from scheduled to running; how many."""
+    now = now or utcnow()
+    query = (sa.update(Campaign).where(Campaign.status == "scheduled", Campaign.start_at <= now)
+             .values(status="running", updated_at=now))
+    return guarded(lambda: db.session.execute(query).rowcount, write=True)
+
+
+def claim(now=None):
+    """Claim the contacts due now in every running campaign, within each one's pacing and the account's caps.
+
+    Returns the ids of the attempts claimed, for the worker to place.
+    """
+    now = now or utcnow()
+    config = current_app.config
+    running = guarded(lambda: list(db.session.execute(
+        sa.select(Campaign.id).where(Campaign.status == "running").order_by(Campaign.next_dial_at, Campaign.id))
+        .scalars()))
+    if not running:
+        return []
+    account_slots = int(config["VOICE_CAMPAIGN_MAX_CONCURRENT"]) - guarded(lambda: db.session.execute(
+        sa.select(sa.func.count()).select_from(Attempt).where(Attempt.status.in_(IN_PROGRESS))).scalar())
+    account_rate = _account_rate(now, int(config["VOICE_CAMPAIGN_PER_MINUTE"]))
+    claimed = []
+    for campaign_id in running:
+        room = min(account_slots, account_rate)
+        if room <= 0:
+            break
+        ids = guarded(lambda: _claim_one(campaign_id, now, room), write=True)
+        claimed += ids
+        account_slots -= len(ids)
+        account_rate -= len(ids)
+    return claimed
+
+
+def _account_rate(now, per_minute):
+    """New calls the account may start now: per_minute less the calls placed over the last minute."""
+    since = now - timedelta(minutes=1)
+    recent = guarded(lambda: db.session.execute(
+        sa.select(sa.func.count()).select_from(Attempt).where(Attempt.claimed_at > since)).scalar())
+    return per_minute - recent
+
+
+def _claim_one(campaign_id, now, room):
+    """In one transaction: a campaign's due contacts, at most `room`, become `calling` with an attempt each."""
+    campaign = db.session.execute(sa.select(Campaign).where(Campaign.id == campaign_id)
+                                  .with_for_update(skip_locked=True)).scalar_one_or_none()
+    if campaign is None or campaign.status != "running":
+        return []  # another worker holds it this moment, or it changed
+    in_progress = db.session.execute(sa.select(sa.func.count()).select_from(Contact).where(
+        Contact.campaign_id == campaign_id, Contact.status == "calling")).scalar()
+    interval = timedelta(seconds=60 / campaign.per_minute)
+    base = max(campaign.next_dial_at or now, now - CLAIM_BACKLOG)
+    by_rate = 0 if base > now else math.floor((now - base) / interval) + 1
+    room = min(room, campaign.max_concurrent - in_progress, by_rate)
+    if room <= 0:
+        return []
+    window = rules.window_from_json(campaign.window)
+    contacts = db.session.execute(
+        sa.select(Contact).where(Contact.campaign_id == campaign_id, Contact.status.in_(rules.WAITING),
+                                 Contact.next_attempt_at <= now)
+        .order_by(Contact.next_attempt_at, Contact.id).limit(room).with_for_update(skip_locked=True)).scalars().all()
+    attempts = []
+    for contact in contacts:
+        opening = rules.due(window, rules.zone(contact.zone), now, campaign.not_after)
+        if opening != now:  # the window closed (or notAfter passed) while it waited
+            _wait_or_expire(contact, opening, now)
+            continue
+        contact.status, contact.attempts, contact.updated_at = "calling", contact.attempts + 1, now
+        attempt = Attempt(campaign_id=campaign_id, contact_id=contact.id, number=contact.attempts, status="claimed",
+                          claimed_at=now)
+        db.session.add(attempt)
+        attempts.append(attempt)
+    if attempts:
+        campaign.next_dial_at = base + interval * len(attempts)
+    db.session.flush()
+    return [attempt.id for attempt in attempts]
+
+
+def _wait_or_expire(contact, opening, now):
+    if opening is None:
+        contact.status, contact.next_attempt_at = "expired", None
+    else:
+        contact.next_attempt_at = opening
+    contact.updated_at = now
+
+
+# --- placing ---------------------------------------------------------------------------------------------------
+
+
+def place(attempt_id):
+    """Dial one claimed attempt through the dial-out path (its checks, limits, the in-flight cap, AT); its outcome word.
+
+    The attempt moves to `dialling` in its own transaction before AT is asked: run twice (a job
+    delivered again after a restart), the second run finds it taken and dials nobody.
+    """
+    now = utcnow()
+    taken = guarded(lambda: db.session.execute(sa.update(Attempt).where(
+        Attempt.id == attempt_id, Attempt.status == "claimed").values(status="dialling")).rowcount, write=True)
+    if not taken:
+        return "taken"
+    attempt, contact, campaign = guarded(lambda: db.session.execute(
+        sa.select(Attempt, Contact, Campaign).join(Contact, Contact.id == Attempt.contact_id)
+        .join(Campaign, Campaign.id == Attempt.campaign_id).where(Attempt.id == attempt_id)).one())
+    number, campaign_id, owner = contact.phone, campaign.id, campaign.owner
+    if campaign.status != "running":
+        return _withdraw(attempt_id, now, cancelled=campaign.status == "cancelled", error="campaign " + campaign.status)
+    if dnc.listed(number):
+        return _finish(attempt_id, now, "optedOut", "optedOut", error="on the do-not-call list")
+    try:
+        phone.check_dialable(number, settings.current().allowed_country_codes)
+        count_dialouts(None, [number])  # the destination's limit; the campaign's own pacing stands for a key's
+        client = get_client()
+        answer = client.call(number, client_request_id=request_id(attempt_id))
+    except TooManyDials as exc:
+        return _withdraw(attempt_id, now + timedelta(seconds=max(1, exc.retry_after)), error=str(exc))
+    except Busy:
+        return _withdraw(attempt_id, now + BUSY_DELAY, error="busy")
+    except refusals.REFUSED as exc:
+        return _finish(attempt_id, now, "refused", "refused", error=refusals.message(exc))
+    except ATError as exc:
+        if exc.at_status in FINAL_ENTRY_ERRORS:
+            return _finish(attempt_id, now, "failed", "failed", error=exc.at_status)
+        if exc.at_status == "InsufficientCredit":
+            _pause(campaign_id, "credit")
+            return _withdraw(attempt_id, now, error="InsufficientCredit")
+        return _transient(attempt_id, now, error=exc.code)
+    except NotConfigured as exc:
+        return _transient(attempt_id, now, error=str(exc)[:255])
+    entry = next(iter(answer.get("entries") or []), {})
+    session_id = entry.get("sessionId")
+    guarded(lambda: db.session.execute(sa.update(Attempt).where(Attempt.id == attempt_id).values(
+        status="placed", dialled_at=now, session_id=session_id)), write=True)
+    try:
+        records.record_dialout(answer, client.voice_number, owner, request_id(attempt_id))
+    except StoreUnavailable as exc:
+        log.error("campaign %s: call to %s placed but not recorded: %s", campaign_id, phone.mask(number), exc)
+    return "placed"
+
+
+def _withdraw(attempt_id, due_at, cancelled=False, error=None):
+    """Nobody was dialled: the attempt is withdrawn and its contact waits again (due at `due_at`), uncounted."""
+
+    def work():
+        attempt = db.session.get(Attempt, attempt_id)
+        contact = db.session.get(Contact, attempt.contact_id)
+        attempt.status, attempt.outcome, attempt.error = "withdrawn", "withdrawn", (error or "")[:255]
+        contact.attempts -= 1
+        if cancelled:
+            contact.status, contact.next_attempt_at = "cancelled", None
+        elif contact.status == "calling":
+            contact.status = "pending" if contact.attempts == 0 else "retry"
+            contact.next_attempt_at = due_at
+        contact.updated_at = utcnow()
+
+    guarded(work, write=True)
+    return "withdrawn"
+
+
+def _finish(attempt_id, now, outcome, status, error=None):
+    """The attempt ends before any call, and its contact with `status` for good."""
+
+    def work():
+        attempt = db.session.get(Attempt, attempt_id)
+        contact = db.session.get(Contact, attempt.contact_id)
+        attempt.status, attempt.outcome, attempt.ended_at, attempt.error = "ended", outcome, now, (error or "")[:255]
+        contact.status, contact.next_attempt_at, contact.updated_at = status, None, now
+
+    guarded(work, write=True)
+    return outcome
+
+
+def _transient(attempt_id, now, error=None):
+    """AT failed for now (5xx, a timeout): the attempt ends as transient and its contact gets a short retry."""
+
+    def work():
+        attempt = db.session.get(Attempt, attempt_id)
+        attempt.status, attempt.outcome, attempt.ended_at, attempt.error = "ended", "transient", now, (error or "")[:255]
+        _next(attempt, rules.TRANSIENT, now)
+
+    guarded(work, write=True)
+    return "transient"
+
+
+def _pause(campaign_id, reason):
+    query = (sa.update(Campaign).where(Campaign.id == campaign_id, Campaign.status == "running")
+             .values(status="paused", paused_reason=reason, updated_at=utcnow()))
+    if guarded(lambda: db.session.execute(query).rowcount, write=True):
+        log.warning("campaign %s paused: %s", campaign_id, reason)
+
+
+# --- settling --------------------------------------------------------------------------------------------------
+
+
+def settle(flow, now=None):
+    """Settle every placed attempt whose call has ended; how many."""
+    now = now or utcnow()
+    ended = guarded(lambda: list(db.session.execute(
+        sa.select(Attempt.id).join(Call, Call.session_id == Attempt.session_id)
+        .where(Attempt.status == "placed",
+               sa.or_(Call.ended_at.is_not(None), Call.state.in_(sorted(FINAL_STATES))))).scalars()))
+    for attempt_id in ended:
+        guarded(lambda: _settle_one(flow, attempt_id, now), write=True)
+    return len(ended)
+
+
+def _settle_one(flow, attempt_id, now):
+    attempt = db.session.execute(sa.select(Attempt).where(Attempt.id == attempt_id, Attempt.status == "placed")
+                                 .with_for_update(skip_locked=True)).scalar_one_or_none()
+    if attempt is None:
+        return
+    call = db.session.execute(sa.select(Call).where(Call.session_id == attempt.session_id)).scalar_one()
+    campaign = db.session.get(Campaign, attempt.campaign_id)
+    contact = db.session.get(Contact, attempt.contact_id)
+    answered = call.answered_at is not None or (call.duration_seconds or 0) > 0
+    played = progress.replay(flow, campaign.step, progress.callbacks_of(attempt.session_id)) if answered else None
+    attempt.status, attempt.ended_at = "ended", call.ended_at or now
+    attempt.state, attempt.hangup_cause = call.state, call.hangup_cause
+    attempt.duration, attempt.amount, attempt.currency = call.duration_seconds, call.amount, call.currency_code
+    contact.last_state, contact.last_hangup_cause = call.state, call.hangup_cause
+    if played is not None:
+        attempt.answers = played.answers or None
+        if played.answers:
+            contact.answers = dict(contact.answers or {}, **played.answers)
+        contact.duration = call.duration_seconds
+        status = "completed" if played.reached_end else "breakoff"
+        if dnc.listed(contact.phone):
+            status = "optedOut"
+        attempt.outcome = status
+        contact.status, contact.next_attempt_at, contact.updated_at = status, None, now
+    else:
+        kind = rules.outcome_of(call.hangup_cause)
+        attempt.outcome = kind
+        if kind == rules.FAILED:
+            contact.status, contact.next_attempt_at, contact.updated_at = "failed", None, now
+        elif campaign.status == "cancelled":
+            contact.status, contact.next_attempt_at, contact.updated_at = "cancelled", None, now
+        else:
+            _next(attempt, kind, attempt.ended_at, contact, campaign)
+    _check_budget(campaign)
+
+
+def _next(attempt, kind, ended, contact=None, campaign=None):
+    """Plan the contact's next call after an unanswered `attempt`: a planned retry or a short transient one."""
+    contact = contact or db.session.get(Contact, attempt.contact_id)
+    campaign = campaign or db.session.get(Campaign, attempt.campaign_id)
+    now = utcnow()
+    if kind == rules.TRANSIENT and contact.transients < len(rules.TRANSIENT_DELAYS):
+        delay = rules.TRANSIENT_DELAYS[contact.transients]
+        contact.transients += 1
+    else:
+        delays = campaign.retry or []
+        if contact.planned >= len(delays):
+            contact.status, contact.next_attempt_at, contact.updated_at = "unreached", None, now
+            return
+        delay = delays[contact.planned]
+        contact.planned += 1
+        contact.transients = 0
+    if campaign.status == "cancelled":
+        contact.status, contact.next_attempt_at, contact.updated_at = "cancelled", None, now
+        return
+    # The later of the delay after this call ended and the window's next opening in the contact's zone.
+    due = rules.due(rules.window_from_json(campaign.window), rules.zone(contact.zone),
+                    ended + timedelta(seconds=delay), campaign.not_after)
+    if due is None:
+        contact.status, contact.next_attempt_at = "expired", None
+    else:
+        contact.status, contact.next_attempt_at = "retry", due
+    contact.updated_at = now
+
+
+def _check_budget(campaign):
+    """Pause a campaign whose calls have cost its budget or more (in the budget's currency)."""
+    if campaign.budget_amount is None or campaign.status != "running":
+        return
+    spent = db.session.execute(sa.select(sa.func.coalesce(sa.func.sum(Attempt.amount), 0)).where(
+        Attempt.campaign_id == campaign.id, Attempt.currency == campaign.budget_currency)).scalar()
+    if spent >= campaign.budget_amount:
+        campaign.status, campaign.paused_reason, campaign.updated_at = "paused", "budget", utcnow()
+        log.warning("campaign %s paused: its calls cost %s %s, its budget is %s", campaign.id, spent,
+                    campaign.budget_currency, campaign.budget_amount)
+
+
+# --- housekeeping ----------------------------------------------------------------------------------------------
+
+
+def recover(now=None):
+    """Settle what a killed worker or a lost notification left: lost jobs, dials without answer, calls without end."""
+    now = now or utcnow()
+    lost = guarded(lambda: list(db.session.execute(sa.select(Attempt.id).where(
+        Attempt.status == "claimed", Attempt.claimed_at < now - LOST_JOB)).scalars()))
+    for attempt_id in lost:
+        if guarded(lambda: db.session.execute(sa.update(Attempt).where(
+                Attempt.id == attempt_id, Attempt.status == "claimed").values(status="dialling")).rowcount,
+                write=True):
+            _withdraw(attempt_id, now, error="its job was lost before any dial")
+    # A dial whose answer was lost: AT's notifications carry the attempt's clientRequestId.
+    dialling = guarded(lambda: list(db.session.execute(sa.select(Attempt.id).where(
+        Attempt.status == "dialling", Attempt.claimed_at < now - LOST_JOB)).scalars()))
+    for attempt_id in dialling:
+        session_id = guarded(lambda: db.session.execute(sa.select(Call.session_id).where(
+            Call.client_request_id == request_id(attempt_id))).scalar())
+        if session_id:
+            guarded(lambda: db.session.execute(sa.update(Attempt).where(
+                Attempt.id == attempt_id, Attempt.status == "dialling").values(
+                status="placed", session_id=session_id)), write=True)
+    stale = guarded(lambda: list(db.session.execute(sa.select(Attempt.id).where(
+        Attempt.status.in_(("dialling", "placed")),
+        sa.func.coalesce(Attempt.dialled_at, Attempt.claimed_at) < now - outcome_timeout())).scalars()))
+    for attempt_id in stale:
+        log.warning("campaign attempt %s had no outcome within %s: settled as a transient failure", attempt_id,
+                    outcome_timeout())
+        _transient(attempt_id, now, error="no outcome from Africa's Talking")
+    return len(lost) + len(stale)
+
+
+def expire_and_finish(now=None):
+    """Contacts still waiting past their campaign's notAfter expire; campaigns with nobody left to call complete."""
+    now = now or utcnow()
+    done = 0
+
+    def work():
+        nonlocal done
+        past = db.session.execute(sa.select(Campaign.id).where(
+            Campaign.status.in_(("running", "paused", "scheduled")), Campaign.not_after.is_not(None),
+            Campaign.not_after <= now)).scalars().all()
+        for campaign_id in past:
+            db.session.execute(sa.update(Contact).where(Contact.campaign_id == campaign_id,
+                                                        Contact.status.in_(rules.WAITING))
+                               .values(status="expired", next_attempt_at=None, updated_at=now))
+        open_ = sa.or_(Campaign.status == "running", sa.and_(Campaign.status.in_(("paused", "scheduled")),
+                                                             Campaign.not_after.is_not(None), Campaign.not_after <= now))
+        for campaign in db.session.execute(sa.select(Campaign).where(open_)).scalars():
+            left = db.session.execute(sa.select(Contact.id).where(
+                Contact.campaign_id == campaign.id, Contact.status.in_(("pending", "calling", "retry"))).limit(1)).first()
+            if left is None:
+                campaign.status, campaign.finished_at, campaign.updated_at = "completed", now, now
+                done += 1
+                log.info("campaign %s completed", campaign.id)
+
+    guarded(work, write=True)
+    return done

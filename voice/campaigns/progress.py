@@ -1,0 +1,60 @@
+"""How far a campaign's call went: the steps it played and what the callee pressed, replayed from its callbacks.
+
+The callbacks are stored as they come (voice.store.records); replaying them through the flow's own
+routing (voice.flows.ivr.route) after the call tells whether it reached an end step of the flow
+and which answers it saved, without adding any work to the callbacks themselves.
+"""
+
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from voice.flows import ivr
+from voice.store.records import Call, Event
+
+
+@dataclass
+class Progress:
+    """What one call played and gathered."""
+
+    played: list = field(default_factory=list)
+    answers: dict = field(default_factory=dict)
+    reached_end: bool = False
+
+
+def replay(flow, start, callbacks):
+    """The Progress of a call that started at `start`, from its callbacks as (params, form) in the order they came."""
+    progress = Progress()
+    start = start or flow.outbound or flow.inbound
+    for params, form in callbacks:
+        params, form = params or {}, form or {}
+        if str(form.get("isActive", "1")) == "0":
+            continue
+        step = flow.steps.get(params.get("step") or start)
+        if step is None:
+            continue
+        digits = form.get("dtmfDigits")
+        digits = digits if isinstance(digits, str) else None
+        sent = "dtmfDigits" in form
+        save = params.get("save")
+        kind, target, _, _ = ivr.route(flow, step, params, sent, digits)
+        if save and sent and digits not in (None, "", "None"):
+            if step.menu is not None and params.get("step") == step.name:
+                if kind == ivr.PLAY:  # a menu's answer is the option chosen
+                    progress.answers[save] = ivr.chosen(step.menu, digits)
+            else:
+                progress.answers[save] = digits.removesuffix("#")
+        if kind in (ivr.PLAY, ivr.FAIL) and target is not None:
+            progress.played.append(target.name)
+            if flow.is_end(target.name):
+                progress.reached_end = True
+    return progress
+
+
+def callbacks_of(session_id):
+    """A call's callbacks to /voice/instruct, as (params, form), in the order they were stored (in the session)."""
+    from voice.store.db import db
+
+    query = (sa.select(Event.params, Event.payload).join(Call, Call.id == Event.call_id)
+             .where(Call.session_id == session_id, Event.source == "instruct").order_by(Event.id))
+    return [(params, payload) for params, payload in db.session.execute(query)]

@@ -1,0 +1,447 @@
+"""What the API and the CLI do with campaigns: create one from a list, show it, pause, resume, cancel, export.
+
+A 100,000-contact list is checked in memory once and stored in chunks, each its own short
+transaction, so callbacks never wait behind an import; the campaign stays `importing` (seen by
+nobody, dialled by nobody) until its last chunk is in.
+"""
+
+import csv
+import io
+import json
+from datetime import timedelta
+from decimal import Decimal
+
+import sqlalchemy as sa
+from flask import current_app
+
+from voice import settings, shapes
+from voice.campaigns import rules
+from voice.campaigns.contacts import Importer, ListError, rows_of_csv, rows_of_json
+from voice.campaigns.models import Attempt, Campaign, Contact
+from voice.errors import APIError
+from voice.store.db import StoreUnavailable, db, guarded, iso, utcnow
+
+PAGE = 100
+MAX_NAME = 128
+ABANDONED_IMPORT = timedelta(minutes=10)
+
+
+def _bad(message):
+    return APIError(400, "bad_field", message)
+
+
+def _text(spec, name, limit, default=None):
+    value = spec.get(name, default)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > limit or shapes.has_control(value):
+        raise _bad(f"{name} must be text of 1 to {limit} characters")
+    return value.strip()
+
+
+def _count(spec, name, default, low, high):
+    value = spec.get(name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise _bad(f"{name} must be a whole number from {low} to {high}")
+    number = shapes.whole(str(value), low, high)
+    if number is None or str(value).strip() != str(number):
+        raise _bad(f"{name} must be a whole number from {low} to {high}")
+    return number
+
+
+def _json_field(spec, name):
+    """A field that is an object in JSON, and may come as JSON text in a form."""
+    value = spec.get(name)
+    if isinstance(value, str) and value.strip().startswith("{"):
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise _bad(f"{name} is not valid JSON") from None
+    return value
+
+
+def _budget(spec):
+    value = _json_field(spec, "budget")
+    if value is None or value == "":
+        return None, None
+    if isinstance(value, str):  # "500 KES" in a form or on the command line
+        amount, _, currency = value.strip().partition(" ")
+        value = {"amount": amount, "currency": currency.strip()}
+    if not isinstance(value, dict) or set(value) != {"amount", "currency"}:
+        raise _bad("budget must be {\"amount\": 500, \"currency\": \"KES\"}")
+    raw = value["amount"]
+    amount = None if isinstance(raw, bool) else shapes.decimal(str(raw), Decimal("0.0001"), Decimal("1e12"))
+    currency = value["currency"]
+    if amount is None or not isinstance(currency, str) or not currency.isascii() or not currency.isalpha() \
+            or len(currency) != 3:
+        raise _bad("budget must be a positive amount and a 3-letter currency code, e.g. {\"amount\": 500, "
+                   "\"currency\": \"KES\"}")
+    return amount, currency.upper()
+
+
+def _moment(spec, name):
+    value = spec.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return shapes.when(name, value)
+    except shapes.BadValue as exc:
+        raise _bad(str(exc)) from None
+
+
+def read_rules(spec, flow):
+    """The campaign's settings from a JSON object or form fields, checked; a dict of Campaign's columns."""
+    try:
+        window = rules.parse_window(_json_field(spec, "window"))
+        retry = rules.parse_retry(spec.get("retry"))
+        zone = spec.get("timezone") or None
+        if zone is not None:
+            rules.zone(zone)
+    except rules.RuleError as exc:
+        raise _bad(str(exc)) from None
+    step = _text(spec, "step", 64)
+    if step is not None and step not in flow.steps:
+        raise _bad(f"step {step!r} is not a step of the deployed flow ({flow.source})")
+    now = utcnow()
+    start_at = _moment(spec, "startAt") or now
+    not_after = _moment(spec, "notAfter")
+    if not_after is not None and not_after <= max(start_at, now):
+        raise _bad("notAfter must be later than startAt and than now")
+    amount, currency = _budget(spec)
+    return {"name": _text(spec, "name", MAX_NAME, default=f"Campaign of {now:%Y-%m-%d %H:%M}"), "step": step,
+            "window": window.as_json() if window else None, "timezone": zone, "retry": retry,
+            "start_at": start_at, "not_after": not_after,
+            "max_concurrent": _count(spec, "maxConcurrent", 5, 1, 1000),
+            "per_minute": _count(spec, "perMinute", 30, 1, 60000),
+            "budget_amount": amount, "budget_currency": currency}
+
+
+def create(spec, rows, owner, flow):
+    """Create a campaign from its settings `spec` and contact `rows`; (campaign JSON, accepted, refused).
+
+    Raises APIError 400 for bad settings, a list that cannot be read, or one without a valid contact.
+    """
+    columns = read_rules(spec, flow)
+    importer = Importer(settings.current().allowed_country_codes, columns["timezone"])
+    try:
+        for row, (raw_phone, raw_zone, raw_vars) in enumerate(rows, start=1):
+            importer.check(row, raw_phone, raw_zone, raw_vars)
+    except ListError as exc:
+        raise APIError(400, "bad_contacts", str(exc)) from None
+    guarded(importer.drop_do_not_call)
+    if not importer.count:
+        raise APIError(400, "no_contacts", "The campaign has no contact that may be called.",
+                       refused=importer.refused[:1000])
+    window = rules.window_from_json(columns["window"])
+    now = utcnow()
+    campaign = Campaign(owner=owner, status="importing", contacts_total=importer.count, created_at=now,
+                        updated_at=now, var_names=sorted(importer.var_names), **columns)
+
+    def add():
+        db.session.add(campaign)
+        db.session.flush()
+        return campaign.id
+
+    campaign_id = guarded(add, write=True)
+    zones = {}
+
+    def first_due(zone):
+        if zone not in zones:
+            zones[zone] = rules.due(window, rules.zone(zone), columns["start_at"], columns["not_after"])
+        return zones[zone]
+
+    try:
+        importer.store(campaign_id, first_due)
+        status = "scheduled" if columns["start_at"] > utcnow() else "running"
+        guarded(lambda: db.session.execute(sa.update(Campaign).where(Campaign.id == campaign_id)
+                                           .values(status=status, updated_at=utcnow())), write=True)
+    except StoreUnavailable:
+        _drop(campaign_id)
+        raise
+    return show(campaign_id), importer.count, importer.refused
+
+
+def _drop(campaign_id):
+    """Delete a campaign that never finished importing, with its contacts."""
+    def work():
+        db.session.execute(sa.delete(Contact).where(Contact.campaign_id == campaign_id))
+        db.session.execute(sa.delete(Campaign).where(Campaign.id == campaign_id, Campaign.status == "importing"))
+
+    try:
+        guarded(work, write=True)
+    except StoreUnavailable:
+        pass  # an abandoned import is deleted by the worker's housekeeping
+
+
+def drop_abandoned(now=None):
+    """Delete imports abandoned (their process killed) for ABANDONED_IMPORT; how many."""
+    now = now or utcnow()
+    ids = guarded(lambda: list(db.session.execute(sa.select(Campaign.id).where(
+        Campaign.status == "importing", Campaign.created_at < now - ABANDONED_IMPORT)).scalars()))
+    for campaign_id in ids:
+        _drop(campaign_id)
+    return len(ids)
+
+
+def rows_from_request(request):
+    """The contact rows of a create request: a `contacts` CSV file (multipart), or the JSON body's `contacts`."""
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("contacts")
+        if upload is None:
+            raise APIError(400, "bad_contacts", "Attach the contact list as a CSV file in the field 'contacts'.")
+        return rows_of_csv(upload.stream)
+    body = request.get_json(silent=True) if request.is_json else None
+    if not isinstance(body, dict):
+        raise APIError(400, "bad_json", "Send the campaign as a JSON object, or as a form with a 'contacts' CSV file.")
+    try:
+        return rows_of_json(body.get("contacts"))
+    except ListError as exc:
+        raise APIError(400, "bad_contacts", str(exc)) from None
+
+
+# --- reading ---------------------------------------------------------------------------------------------------
+
+
+def _visible(owner):
+    """The campaigns a key may see: a dialer's own (`owner`), or all (None); never one still importing."""
+    where = [Campaign.status != "importing"]
+    if owner is not None:
+        where.append(Campaign.owner == owner)
+    return where
+
+
+def get(campaign_id, owner=None):
+    """The Campaign row `campaign_id`, or a 404 (also for another dialer's campaign)."""
+    campaign = guarded(lambda: db.session.execute(
+        sa.select(Campaign).where(Campaign.id == campaign_id, *_visible(owner))).scalar_one_or_none())
+    if campaign is None:
+        raise APIError(404, "not_found", f"No campaign {campaign_id} here.")
+    return campaign
+
+
+def figures(campaign_id):
+    """A campaign's moving figures: counts per contact status, calls in progress, cost per currency, next attempt."""
+    def work():
+        counts = dict(db.session.execute(sa.select(Contact.status, sa.func.count()).where(
+            Contact.campaign_id == campaign_id).group_by(Contact.status)).all())
+        cost = {currency: amount for currency, amount in db.session.execute(
+            sa.select(Attempt.currency, sa.func.sum(Attempt.amount)).where(
+                Attempt.campaign_id == campaign_id, Attempt.amount.is_not(None)).group_by(Attempt.currency))
+            if currency}
+        nexts = [db.session.execute(sa.select(sa.func.min(Contact.next_attempt_at)).where(
+            Contact.campaign_id == campaign_id, Contact.status == status)).scalar() for status in rules.WAITING]
+        return counts, cost, min((moment for moment in nexts if moment is not None), default=None)
+
+    counts, cost, next_at = guarded(work)
+    return {"counts": {status: counts.get(status, 0) for status in rules.STATUSES},
+            "inProgress": counts.get("calling", 0),
+            "cost": {currency: _amount(amount) for currency, amount in sorted(cost.items())},
+            "nextAttemptAt": iso(next_at)}
+
+
+def _amount(value):
+    return float(value) if value is not None else None
+
+
+def as_json(campaign, moving=None):
+    """A campaign as the API shows it."""
+    body = {"id": campaign.id, "name": campaign.name, "status": campaign.status,
+            "pausedReason": campaign.paused_reason if campaign.status == "paused" else None,
+            "step": campaign.step, "window": campaign.window, "timezone": campaign.timezone,
+            "retry": rules.retry_words(campaign.retry or []), "startAt": iso(campaign.start_at),
+            "notAfter": iso(campaign.not_after), "maxConcurrent": campaign.max_concurrent,
+            "perMinute": campaign.per_minute,
+            "budget": {"amount": _amount(campaign.budget_amount), "currency": campaign.budget_currency}
+            if campaign.budget_amount is not None else None,
+            "contacts": campaign.contacts_total, "createdBy": campaign.owner, "createdAt": iso(campaign.created_at),
+            "finishedAt": iso(campaign.finished_at)}
+    body.update(moving or figures(campaign.id))
+    return body
+
+
+def show(campaign_id, owner=None):
+    """A campaign with its figures as JSON, or a 404."""
+    return as_json(get(campaign_id, owner))
+
+
+def listing(owner=None, page=1):
+    """The campaigns a key may see, newest first, PAGE a page, each with its figures."""
+    query = (sa.select(Campaign).where(*_visible(owner)).order_by(Campaign.id.desc())
+             .limit(PAGE).offset((page - 1) * PAGE))
+    campaigns = guarded(lambda: list(db.session.execute(query).scalars()))
+    return [as_json(campaign) for campaign in campaigns]
+
+
+# --- changing --------------------------------------------------------------------------------------------------
+
+
+def pause(campaign_id, owner=None):
+    """Stop starting calls (those in progress finish); 409 unless scheduled or running."""
+    return _move(campaign_id, owner, ("scheduled", "running"), status="paused", paused_reason="operator")
+
+
+def resume(campaign_id, owner=None, budget=None):
+    """Start calling again; a campaign paused for its budget needs a larger `budget` ({"amount", "currency"})."""
+    campaign = get(campaign_id, owner)
+    values = {}
+    if budget is not None:
+        amount, currency = _budget({"budget": budget})
+        values.update(budget_amount=amount, budget_currency=currency)
+    if campaign.status == "paused" and campaign.paused_reason == "budget" and "budget_amount" not in values:
+        spent = figures(campaign_id)["cost"].get(campaign.budget_currency, 0)
+        if Decimal(str(spent)) >= campaign.budget_amount:
+            raise APIError(409, "budget_reached", f"The campaign's calls cost {spent} {campaign.budget_currency}, "
+                           "its budget; resume it with a larger budget, e.g. {\"budget\": {\"amount\": 1000, "
+                           "\"currency\": \"" + (campaign.budget_currency or "KES") + "\"}}.")
+    status = "scheduled" if campaign.start_at > utcnow() else "running"
+    return _move(campaign_id, owner, ("paused",), status=status, paused_reason=None, **values)
+
+
+def cancel(campaign_id, owner=None):
+    """End the campaign: every contact still to be called is `cancelled`; calls in progress finish."""
+    campaign = get(campaign_id, owner)
+    if campaign.status in ("completed", "cancelled"):
+        raise APIError(409, "campaign_finished", f"Campaign {campaign_id} is already {campaign.status}.")
+    now = utcnow()
+
+    def work():
+        moved = db.session.execute(sa.update(Campaign).where(
+            Campaign.id == campaign_id, Campaign.status.in_(("scheduled", "running", "paused")))
+            .values(status="cancelled", paused_reason=None, finished_at=now, updated_at=now)).rowcount
+        db.session.execute(sa.update(Contact).where(Contact.campaign_id == campaign_id,
+                                                    Contact.status.in_(rules.WAITING))
+                           .values(status="cancelled", next_attempt_at=None, updated_at=now))
+        return moved
+
+    if not guarded(work, write=True):
+        raise APIError(409, "campaign_finished", f"Campaign {campaign_id} has already finished.")
+    return show(campaign_id, owner)
+
+
+def _move(campaign_id, owner, allowed, **values):
+    campaign = get(campaign_id, owner)
+    if campaign.status not in allowed:
+        raise APIError(409, "wrong_status", f"Campaign {campaign_id} is {campaign.status}: this needs it "
+                       + " or ".join(allowed) + ".")
+    values["updated_at"] = utcnow()
+    moved = guarded(lambda: db.session.execute(sa.update(Campaign).where(
+        Campaign.id == campaign_id, Campaign.status.in_(allowed)).values(**values)).rowcount, write=True)
+    if not moved:
+        raise APIError(409, "wrong_status", f"Campaign {campaign_id} changed meanwhile; look again.")
+    return show(campaign_id, owner)
+
+
+# --- contacts and results --------------------------------------------------------------------------------------
+
+
+def contacts(campaign_id, owner=None, status=None, page=1):
+    """One page of a campaign's contacts (PAGE each), in list order, with their attempts' sessionIds."""
+    get(campaign_id, owner)
+    if status is not None and status not in rules.STATUSES:
+        raise _bad("status must be one of " + ", ".join(rules.STATUSES))
+    query = sa.select(Contact).where(Contact.campaign_id == campaign_id)
+    if status is not None:
+        query = query.where(Contact.status == status)
+    query = query.order_by(Contact.id).limit(PAGE).offset((page - 1) * PAGE)
+
+    def work():
+        rows = list(db.session.execute(query).scalars())
+        sessions = {}
+        for contact_id, session_id in db.session.execute(
+                sa.select(Attempt.contact_id, Attempt.session_id).where(
+                    Attempt.contact_id.in_([row.id for row in rows]), Attempt.session_id.is_not(None))
+                .order_by(Attempt.id)):
+            sessions.setdefault(contact_id, []).append(session_id)
+        return rows, sessions
+
+    rows, sessions = guarded(work)
+    return [{"id": row.id, "row": row.row, "phone": row.phone, "timezone": row.zone, "vars": row.vars or {},
+             "status": row.status, "attempts": row.attempts, "nextAttemptAt": iso(row.next_attempt_at),
+             "lastState": row.last_state, "lastHangupCause": row.last_hangup_cause, "duration": row.duration,
+             "answers": row.answers or {}, "sessionIds": sessions.get(row.id, [])} for row in rows]
+
+
+EXPORT_CHUNK = 1000
+
+
+def _chunks(query, key):
+    """Rows of `query` in chunks ordered by `key`, each chunk its own short read (keyset paging)."""
+    last = 0
+    while True:
+        rows = guarded(lambda: db.session.execute(query.where(key > last).order_by(key).limit(EXPORT_CHUNK)).all())
+        if not rows:
+            return
+        yield rows
+        last = getattr(rows[-1][0], "id")
+        db.session.expunge_all()
+
+
+def _csv_line(values):
+    out = io.StringIO()
+    csv.writer(out).writerow(["" if value is None else _safe(value) for value in values])
+    return out.getvalue()
+
+
+def _safe(value):
+    """A cell a spreadsheet will not run: text starting with = + - @ gets a leading '."""
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@") and not _is_number(text) else text
+
+
+def _is_number(text):
+    return shapes.decimal(text.lstrip("+-")) is not None
+
+
+def results_csv(campaign_id, owner=None):
+    """A row per contact: phone, status, attempts, last hangup cause, duration, cost, answers, variables (lines to
+    stream; a 404 is raised before the first)."""
+    return _results(campaign_id, *_keys(get(campaign_id, owner)))
+
+
+def _results(campaign_id, answer_keys, var_keys):
+    costs = sa.select(Attempt.contact_id, sa.func.sum(Attempt.amount).label("cost"),
+                      sa.func.max(Attempt.currency).label("currency")).where(
+        Attempt.campaign_id == campaign_id).group_by(Attempt.contact_id).subquery()
+    query = (sa.select(Contact, costs.c.cost, costs.c.currency).outerjoin(costs, costs.c.contact_id == Contact.id)
+             .where(Contact.campaign_id == campaign_id))
+    yield _csv_line(["phone", "status", "attempts", "lastState", "lastHangupCause", "duration", "cost", "currency"]
+                    + [f"answer_{key}" for key in answer_keys] + var_keys)
+    for rows in _chunks(query, Contact.id):
+        for contact, cost, currency in rows:
+            answers, variables = contact.answers or {}, contact.vars or {}
+            yield _csv_line([contact.phone, contact.status, contact.attempts, contact.last_state,
+                             contact.last_hangup_cause, contact.duration, cost, currency]
+                            + [answers.get(key) for key in answer_keys] + [variables.get(key) for key in var_keys])
+
+
+def attempts_csv(campaign_id, owner=None):
+    """A row per attempt: phone, attempt number, dialled at, sessionId, state, cause, duration, cost, answers (lines
+    to stream; a 404 is raised before the first)."""
+    get(campaign_id, owner)
+    return _attempts(campaign_id)
+
+
+def _attempts(campaign_id):
+    query = (sa.select(Attempt, Contact.phone).join(Contact, Contact.id == Attempt.contact_id)
+             .where(Attempt.campaign_id == campaign_id, Attempt.status != "withdrawn"))
+    yield _csv_line(["phone", "attempt", "dialledAt", "endedAt", "sessionId", "state", "hangupCause", "duration",
+                     "cost", "currency", "outcome", "error", "answers"])
+    for rows in _chunks(query, Attempt.id):
+        for attempt, number in rows:
+            yield _csv_line([number, attempt.number, iso(attempt.dialled_at), iso(attempt.ended_at),
+                             attempt.session_id, attempt.state, attempt.hangup_cause, attempt.duration,
+                             attempt.amount, attempt.currency, attempt.outcome, attempt.error,
+                             json.dumps(attempt.answers, sort_keys=True) if attempt.answers else None])
+
+
+def _keys(campaign):
+    """The answer keys (the flow's saves, and any the contacts hold) and the variable names of a campaign, sorted."""
+    flow = current_app.extensions["voice_flow"]
+    keys = {step.menu.save for step in flow.steps.values() if step.menu is not None and step.menu.save}
+    keys |= {action.save for step in flow.steps.values() for action in step.actions or () if action and action.save}
+    for (answers,) in guarded(lambda: db.session.execute(sa.select(Contact.answers).where(
+            Contact.campaign_id == campaign.id, Contact.answers.is_not(None))).all()):
+        keys.update(answers or {})
+    return sorted(keys), list(campaign.var_names or [])

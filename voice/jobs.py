@@ -1,0 +1,151 @@
+"""Background work on huey, run by the worker process (`flask --app app voice worker`, the Procfile's `worker:`).
+
+The queue's storage follows the database: a SQLite file beside the app's (the instance folder)
+by default, the same PostgreSQL as DATABASE_URL when it names one (so workers on several hosts
+share one queue), or what VOICE_JOBS_URL names (sqlite:///path, postgresql://..., redis://...).
+
+Campaigns run on three tasks:
+- `campaigns.tick`, about once a second: start scheduled campaigns, settle ended calls, claim due
+  contacts within the pacing, and hand each claimed attempt to `campaigns.place`; it schedules
+  itself again, and at most one tick runs at a time (a lease in the queue's storage);
+- `campaigns.place`: dial one attempt (voice.campaigns.dispatch.place), on the worker's threads;
+- `campaigns.housekeeping`, every minute: settle what a killed worker or a lost notification
+  left, expire and complete campaigns, and start the tick again if it stopped.
+The truth is in the campaign tables, never in the queue: a task lost with its worker costs a
+delay, not a call.
+"""
+
+import logging
+import os
+import time
+
+import sqlalchemy as sa
+from huey import PostgresHuey, RedisHuey, SqliteHuey, crontab
+from huey.consumer import Consumer
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 1
+LEASE_SECONDS = 30      # a tick held longer than this by a killed worker is taken over
+REVIVE_SECONDS = 10     # housekeeping starts a new tick when none ran for this long
+LEASE, LAST = "campaigns.tick.lease", "campaigns.tick.last"
+
+
+def storage_for(app):
+    """The huey instance whose storage VOICE_JOBS_URL, else DATABASE_URL, names."""
+    url = app.config.get("VOICE_JOBS_URL") or ""
+    if not url:
+        database = sa.engine.make_url(app.extensions["voice_settings"].database_url)
+        if database.get_backend_name() == "postgresql":
+            url = database.set(drivername="postgresql").render_as_string(hide_password=False)
+        else:
+            folder = os.path.dirname(os.path.abspath(database.database)) if database.database else app.instance_path
+            url = "sqlite:///" + os.path.join(folder, "jobs.sqlite3")
+    if url.startswith("redis://") or url.startswith("rediss://"):
+        return RedisHuey("voice", url=url, results=False)
+    if url.startswith("postgresql"):
+        dsn = sa.engine.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        return PostgresHuey("voice", dsn=dsn, results=False)
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):]
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        return SqliteHuey("voice", filename=path, results=False)
+    raise ValueError("VOICE_JOBS_URL must be sqlite:///path, postgresql://... or redis://...")
+
+
+class Jobs:
+    """The app's huey instance and its tasks."""
+
+    def __init__(self, app):
+        self.app = app
+        self.huey = huey = storage_for(app)
+        self.tick = huey.task(name="campaigns.tick")(self._tick)
+        self.place = huey.task(name="campaigns.place")(self._place)
+        self.housekeeping = huey.periodic_task(crontab(minute="*"), name="campaigns.housekeeping")(
+            self._housekeeping)
+
+    def _tick(self):
+        """One round of dispatch; the next is scheduled a second later by whoever held the lease."""
+        from voice.campaigns import dispatch
+
+        now = time.time()
+        last = self.huey.get(LAST, peek=True)
+        if last is not None and now - last < TICK_SECONDS / 2:
+            return  # another chain of ticks ran just now: this one ends, so one chain remains
+        if not self._lease(now):
+            return
+        claimed = []
+        try:
+            self.huey.put(LAST, now)
+            with self.app.app_context():
+                flow = self.app.extensions["voice_flow"]
+                dispatch.start_scheduled()
+                dispatch.settle(flow)
+                dispatch.expire_and_finish()
+                claimed = dispatch.claim()
+        except Exception:  # the next tick tries again; a database outage must not end the chain
+            log.exception("campaign tick failed")
+        finally:
+            self.huey.delete(LEASE)
+            self.tick.schedule(delay=TICK_SECONDS)
+        for attempt_id in claimed:
+            self.place(attempt_id)
+
+    def _lease(self, now):
+        """Hold the tick's lease (one tick at a time across every worker on this queue); False if another holds it."""
+        if self.huey.put_if_empty(LEASE, now + LEASE_SECONDS):
+            return True
+        held = self.huey.get(LEASE, peek=True)
+        if held is not None and held < now:  # its holder was killed mid-tick
+            self.huey.delete(LEASE)
+            return self.huey.put_if_empty(LEASE, now + LEASE_SECONDS)
+        return False
+
+    def _place(self, attempt_id):
+        from voice.campaigns import dispatch
+
+        with self.app.app_context():
+            try:
+                dispatch.place(attempt_id)
+            except Exception:  # housekeeping settles the attempt: it is `dialling` or still `claimed`
+                log.exception("campaign attempt %s could not be placed", attempt_id)
+
+    def _housekeeping(self):
+        from voice.campaigns import dispatch, service
+
+        with self.app.app_context():
+            try:
+                dispatch.recover()
+                dispatch.expire_and_finish()
+                service.drop_abandoned()
+            except Exception:
+                log.exception("campaign housekeeping failed")
+        self.revive()
+
+    def revive(self):
+        """Start the tick again unless one ran lately."""
+        last = self.huey.get(LAST, peek=True)
+        if last is None or time.time() - last > REVIVE_SECONDS:
+            self.tick()
+
+
+def init_app(app):
+    """The app's Jobs, made when first asked for (the web workers never touch the queue)."""
+    app.extensions["voice_jobs_factory"] = lambda: Jobs(app)
+
+
+def jobs_of(app):
+    """The app's Jobs."""
+    if "voice_jobs" not in app.extensions:
+        app.extensions["voice_jobs"] = app.extensions["voice_jobs_factory"]()
+    return app.extensions["voice_jobs"]
+
+
+def run_worker(app, threads):
+    """Run the huey consumer with `threads` worker threads until stopped (SIGINT waits for running tasks)."""
+    jobs = jobs_of(app)
+    consumer = Consumer(jobs.huey, workers=threads, worker_type="thread", periodic=True, scheduler_interval=1,
+                        initial_delay=0.05, max_delay=0.5, check_worker_health=True)
+    jobs.revive()
+    log.info("worker started: %s threads, jobs in %s", threads, type(jobs.huey.storage).__name__)
+    consumer.run()
