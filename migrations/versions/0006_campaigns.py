@@ -62,6 +62,8 @@ def upgrade():
         sa.UniqueConstraint("campaign_id", "phone", name="uq_campaign_contacts_phone"),
     )
     op.create_index("ix_campaign_contacts_due", "campaign_contacts", ["campaign_id", "status", "next_attempt_at"])
+    op.create_index("ix_campaign_contacts_list", "campaign_contacts", ["campaign_id", "id"])
+    op.create_index("ix_campaign_contacts_status", "campaign_contacts", ["campaign_id", "status", "id"])
     op.create_table(
         "campaign_attempts",
         sa.Column("id", sa.Integer, primary_key=True),

@@ -48,6 +48,9 @@ class Contact(db.Model):
     __table_args__ = (
         sa.UniqueConstraint("campaign_id", "phone", name="uq_campaign_contacts_phone"),
         sa.Index("ix_campaign_contacts_due", "campaign_id", "status", "next_attempt_at"),
+        # A campaign's contacts in list order, all or of one status, a page at a time.
+        sa.Index("ix_campaign_contacts_list", "campaign_id", "id"),
+        sa.Index("ix_campaign_contacts_status", "campaign_id", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -363,77 +363,83 @@ def contacts(campaign_id, owner=None, status=None, page=1):
              "answers": row.answers or {}, "sessionIds": sessions.get(row.id, [])} for row in rows]
 
 
-EXPORT_CHUNK = 1000
+EXPORT_CHUNK = 2000
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _chunks(query, key):
-    """Rows of `query` in chunks ordered by `key`, each chunk its own short read (keyset paging)."""
+    """Rows of `query` (its first column `key`) in chunks ordered by `key`, each its own short read (keyset paging)."""
     last = 0
     while True:
         rows = guarded(lambda: db.session.execute(query.where(key > last).order_by(key).limit(EXPORT_CHUNK)).all())
         if not rows:
             return
         yield rows
-        last = getattr(rows[-1][0], "id")
-        db.session.expunge_all()
+        last = rows[-1][0]
 
 
-def _csv_line(values):
+def _cell(value):
+    """A cell of text a caller or a list supplied, made inert for spreadsheets: one starting like a formula gets a '."""
+    if value is None:
+        return ""
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def _lines(rows):
+    """CSV text of `rows` (lists of cells)."""
     out = io.StringIO()
-    csv.writer(out).writerow(["" if value is None else _safe(value) for value in values])
+    csv.writer(out).writerows(rows)
     return out.getvalue()
 
 
-def _safe(value):
-    """A cell a spreadsheet will not run: text starting with = + - @ gets a leading '."""
-    text = str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@") and not _is_number(text) else text
-
-
-def _is_number(text):
-    return shapes.decimal(text.lstrip("+-")) is not None
-
-
 def results_csv(campaign_id, owner=None):
-    """A row per contact: phone, status, attempts, last hangup cause, duration, cost, answers, variables (lines to
-    stream; a 404 is raised before the first)."""
+    """A row per contact: phone, status, attempts, last hangup cause, duration, cost, answers, variables (CSV text
+    to stream, a chunk of rows at a time; a 404 is raised before the first)."""
     return _results(campaign_id, *_keys(get(campaign_id, owner)))
 
 
 def _results(campaign_id, answer_keys, var_keys):
-    costs = sa.select(Attempt.contact_id, sa.func.sum(Attempt.amount).label("cost"),
-                      sa.func.max(Attempt.currency).label("currency")).where(
-        Attempt.campaign_id == campaign_id).group_by(Attempt.contact_id).subquery()
-    query = (sa.select(Contact, costs.c.cost, costs.c.currency).outerjoin(costs, costs.c.contact_id == Contact.id)
-             .where(Contact.campaign_id == campaign_id))
-    yield _csv_line(["phone", "status", "attempts", "lastState", "lastHangupCause", "duration", "cost", "currency"]
-                    + [f"answer_{key}" for key in answer_keys] + var_keys)
+    query = sa.select(Contact.id, Contact.phone, Contact.status, Contact.attempts, Contact.last_state,
+                      Contact.last_hangup_cause, Contact.duration, Contact.answers, Contact.vars).where(
+        Contact.campaign_id == campaign_id)
+    yield _lines([["phone", "status", "attempts", "lastState", "lastHangupCause", "duration", "cost", "currency"]
+                  + [f"answer_{key}" for key in answer_keys] + var_keys])
     for rows in _chunks(query, Contact.id):
-        for contact, cost, currency in rows:
-            answers, variables = contact.answers or {}, contact.vars or {}
-            yield _csv_line([contact.phone, contact.status, contact.attempts, contact.last_state,
-                             contact.last_hangup_cause, contact.duration, cost, currency]
-                            + [answers.get(key) for key in answer_keys] + [variables.get(key) for key in var_keys])
+        costs = {contact_id: (cost, currency) for contact_id, cost, currency in guarded(lambda: db.session.execute(
+            sa.select(Attempt.contact_id, sa.func.sum(Attempt.amount), sa.func.max(Attempt.currency)).where(
+                Attempt.campaign_id == campaign_id, Attempt.contact_id.between(rows[0][0], rows[-1][0]),
+                Attempt.amount.is_not(None)).group_by(Attempt.contact_id)).all())}
+        lines = []
+        for contact_id, number, status, attempts, state, cause, duration, answers, variables in rows:
+            cost, currency = costs.get(contact_id, (None, None))
+            answers, variables = answers or {}, variables or {}
+            lines.append([number, status, attempts, state, cause, duration, cost, currency]
+                         + [_cell(answers.get(key)) for key in answer_keys]
+                         + [_cell(variables.get(key)) for key in var_keys])
+        yield _lines(lines)
 
 
 def attempts_csv(campaign_id, owner=None):
-    """A row per attempt: phone, attempt number, dialled at, sessionId, state, cause, duration, cost, answers (lines
-    to stream; a 404 is raised before the first)."""
+    """A row per attempt: phone, attempt number, dialled at, sessionId, state, cause, duration, cost, answers (CSV
+    text to stream; a 404 is raised before the first)."""
     get(campaign_id, owner)
     return _attempts(campaign_id)
 
 
 def _attempts(campaign_id):
-    query = (sa.select(Attempt, Contact.phone).join(Contact, Contact.id == Attempt.contact_id)
+    query = (sa.select(Attempt.id, Contact.phone, Attempt.number, Attempt.dialled_at, Attempt.ended_at,
+                       Attempt.session_id, Attempt.state, Attempt.hangup_cause, Attempt.duration, Attempt.amount,
+                       Attempt.currency, Attempt.outcome, Attempt.error, Attempt.answers)
+             .join(Contact, Contact.id == Attempt.contact_id)
              .where(Attempt.campaign_id == campaign_id, Attempt.status != "withdrawn"))
-    yield _csv_line(["phone", "attempt", "dialledAt", "endedAt", "sessionId", "state", "hangupCause", "duration",
-                     "cost", "currency", "outcome", "error", "answers"])
+    yield _lines([["phone", "attempt", "dialledAt", "endedAt", "sessionId", "state", "hangupCause", "duration",
+                   "cost", "currency", "outcome", "error", "answers"]])
     for rows in _chunks(query, Attempt.id):
-        for attempt, number in rows:
-            yield _csv_line([number, attempt.number, iso(attempt.dialled_at), iso(attempt.ended_at),
-                             attempt.session_id, attempt.state, attempt.hangup_cause, attempt.duration,
-                             attempt.amount, attempt.currency, attempt.outcome, attempt.error,
-                             json.dumps(attempt.answers, sort_keys=True) if attempt.answers else None])
+        yield _lines([[number, attempt, iso(dialled), iso(ended), session_id, state, cause, duration, amount,
+                       currency, outcome, error, _cell(json.dumps(answers, sort_keys=True)) if answers else ""]
+                      for _, number, attempt, dialled, ended, session_id, state, cause, duration, amount, currency,
+                      outcome, error, answers in rows])
 
 
 def _keys(campaign):
