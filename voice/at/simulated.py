@@ -36,6 +36,13 @@ TEST_NUMBERS = {
     "+254700000480": ("unanswered", "NO_ANSWER"),
     "+254700000409": ("refused", "NotAllowed"),
     "+254700000201": ("status", 200),
+    # Callees for campaigns: a number that does not exist, a network failing for now, one who answers and hangs
+    # up at the first question, and ones who press 2 or 9 wherever they are asked.
+    "+254700000404": ("unanswered", "UNALLOCATED_NUMBER"),
+    "+254700000408": ("unanswered", "NORMAL_TEMPORARY_FAILURE"),
+    "+254700000487": ("hangs_up", None),
+    "+254700000102": ("press", "2"),
+    "+254700000109": ("press", "9"),
 }
 
 
@@ -116,10 +123,9 @@ class SimulatedAT:
             entries.append({"phoneNumber": number, "status": status, "sessionId": session})
         content_type = "application/json; charset=utf-8" if any(k == "charset" for k, _ in behaviours) else "application/json"
         if self.service_url:
-            for entry, (kind, value) in zip(entries, behaviours):
+            for entry, behaviour in zip(entries, behaviours):
                 if entry["status"] == "Queued":
-                    self._place(entry, form["from"], value if kind == "unanswered" else None,
-                                form.get("clientRequestId"))
+                    self._place(entry, form["from"], behaviour, form.get("clientRequestId"))
         return 200, content_type, json.dumps({"entries": entries, "errorMessage": "None"})
 
     def _failure(self, number):
@@ -135,14 +141,16 @@ class SimulatedAT:
             return 200, "application/json", "<html><body>Service temporarily unavailable</body></html>"
         return None
 
-    def _place(self, entry, our_number, unanswered_cause, client_request_id=None):
+    def _place(self, entry, our_number, behaviour, client_request_id=None):
         """Play the callee of a queued call in the background, as AT's network would."""
         extra = {"clientRequestId": client_request_id} if client_request_id else {}
+        kind, value = behaviour
+        unanswered_cause = value if kind == "unanswered" else None
+        digits = [value] * 10 if kind == "press" else list(self.press.get(entry["phoneNumber"], self.digits))
         call = SimulatedCall(self.service_url, token=self.token, direction="Outbound", caller=entry["phoneNumber"],
-                             our_number=our_number, session_id=entry["sessionId"],
-                             digits=list(self.press.get(entry["phoneNumber"], self.digits)),
+                             our_number=our_number, session_id=entry["sessionId"], digits=digits,
                              say=lambda line: log.info("simulated call: %s", _masked(line)), extra=extra,
-                             on_bridge=self._bridged)
+                             on_bridge=self._bridged, hangs_up=kind == "hangs_up")
 
         def play():
             if self._release.wait(self.answer_delay):

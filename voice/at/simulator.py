@@ -78,6 +78,7 @@ class SimulatedCall:
     dequeued_by: "SimulatedCall | None" = None
     enqueued_at: float = 0.0
     first_state: str = "Answered"
+    hangs_up: bool = False  # the callee hangs up at the first GetDigits instead of answering it
 
     def webhook_url(self, name):
         """The service's /voice/<name> URL with the token, as configured in AT's dashboard."""
@@ -154,6 +155,9 @@ class SimulatedCall:
                 self.seconds += 5
             elif action.tag == "GetDigits":
                 self.prompt(action)
+                if self.hangs_up:
+                    self.say("HANGUP (the callee hung up at the question)")
+                    return
                 keys = self.next_digits(action)
                 if not keys:
                     self.say("  (no input)")

@@ -224,7 +224,9 @@ def _transient(attempt_id, now, error=None):
     def work():
         attempt = db.session.get(Attempt, attempt_id)
         attempt.status, attempt.outcome, attempt.ended_at, attempt.error = "ended", "transient", now, (error or "")[:255]
-        _next(attempt, rules.TRANSIENT, now)
+        contact = _next(attempt, rules.TRANSIENT, now)
+        if contact.status in rules.FINISHED:
+            attempt.outcome = contact.status
 
     guarded(work, write=True)
     return "transient"
@@ -285,6 +287,8 @@ def _settle_one(flow, attempt_id, now):
             contact.status, contact.next_attempt_at, contact.updated_at = "cancelled", None, now
         else:
             _next(attempt, kind, attempt.ended_at, contact, campaign)
+            if contact.status in rules.FINISHED:  # the last retry: the attempt says how the contact ended
+                attempt.outcome = contact.status
     _check_budget(campaign)
 
 
@@ -300,13 +304,13 @@ def _next(attempt, kind, ended, contact=None, campaign=None):
         delays = campaign.retry or []
         if contact.planned >= len(delays):
             contact.status, contact.next_attempt_at, contact.updated_at = "unreached", None, now
-            return
+            return contact
         delay = delays[contact.planned]
         contact.planned += 1
         contact.transients = 0
     if campaign.status == "cancelled":
         contact.status, contact.next_attempt_at, contact.updated_at = "cancelled", None, now
-        return
+        return contact
     # The later of the delay after this call ended and the window's next opening in the contact's zone.
     due = rules.due(rules.window_from_json(campaign.window), rules.zone(contact.zone),
                     ended + timedelta(seconds=delay), campaign.not_after)
@@ -315,6 +319,7 @@ def _next(attempt, kind, ended, contact=None, campaign=None):
     else:
         contact.status, contact.next_attempt_at = "retry", due
     contact.updated_at = now
+    return contact
 
 
 def _check_budget(campaign):

@@ -8,6 +8,15 @@ from voice import settings
 from voice.cli import voice_cli
 
 
+def _behaviour(kind, value):
+    """What a test number does, in a few words."""
+    if kind == "press":
+        return f"presses {value}"
+    if kind == "hangs_up":
+        return "hangs up at the first question"
+    return str(value or kind)
+
+
 @voice_cli.command("simulated-at")
 @click.option("--port", type=int, help="Port to listen on (default: VOICE_SIMULATED_AT_PORT, 8001).")
 @click.option("--service-url", help="The service whose webhooks the simulated callee drives (default: http://127.0.0.1:$PORT).")
@@ -34,7 +43,7 @@ def simulated_at(port, service_url, digits, answer_seconds, bridge_seconds):
     if settings.current().log_format == "json":  # beside the service, every line is JSON
         say = logging.getLogger("voice.at.simulated").warning
     say(f"SIMULATED Africa's Talking voice API on {server.url} (no real calls); callees drive {service_url}")
-    say("Test numbers: " + ", ".join(f"{number} {value or kind}" for number, (kind, value) in TEST_NUMBERS.items()))
+    say("Test numbers: " + ", ".join(f"{number} {_behaviour(kind, value)}" for number, (kind, value) in TEST_NUMBERS.items()))
     try:
         server.serve_forever()
     except KeyboardInterrupt:
