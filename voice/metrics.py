@@ -14,6 +14,7 @@ import os
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import REGISTRY, multiprocess
+from prometheus_client.core import GaugeMetricFamily
 
 from voice.calls import STATE_RANKS
 
@@ -108,11 +109,36 @@ def refused(reason):
     child(REFUSALS, reason).inc()
 
 
-def exposition():
-    """The Prometheus text of every worker's metrics (or this process's, outside gunicorn)."""
+def exposition(campaigns=None):
+    """The Prometheus text of every worker's metrics (or this process's, outside gunicorn), and the campaigns' figures
+    (`campaigns`: voice.campaigns.service.account_figures(), read from the database at each scrape)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:
         registry = REGISTRY
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    body = generate_latest(registry)
+    if campaigns is not None:
+        body += generate_latest(_CampaignFigures(campaigns))
+    return body, CONTENT_TYPE_LATEST
+
+
+class _CampaignFigures:
+    """The campaigns' figures as gauges: they are rows in the database, shared by the worker and every web process."""
+
+    def __init__(self, figures):
+        self.figures = figures
+
+    def collect(self):
+        families = (
+            ("voice_campaigns", "Campaigns, by status.", "status", self.figures["campaigns"]),
+            ("voice_campaign_calls_in_progress", "Campaign calls claimed, dialling or placed and not ended, by their "
+             "campaign's status.", "campaign_status", self.figures["in_progress"]),
+            ("voice_campaign_attempts", "Campaign attempts ended, by outcome (a count that only grows while campaigns "
+             "are kept).", "outcome", self.figures["attempts"]),
+        )
+        for name, text, label, values in families:
+            family = GaugeMetricFamily(name, text, labels=[label])
+            for value, count in sorted(values.items()):
+                family.add_metric([value], count)
+            yield family

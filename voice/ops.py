@@ -7,9 +7,10 @@ from flask import Blueprint, current_app, request
 
 from voice import metrics, settings
 from voice.auth import WATCH, address_in, authenticate, check_role
+from voice.campaigns.service import account_figures
 from voice.errors import APIError
 from voice.ratelimit import store_answers
-from voice.store.db import db
+from voice.store.db import StoreUnavailable, db
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,12 @@ def scrape():
     if not address_in(request.remote_addr, settings.current().metrics_networks):
         _, role = authenticate(hint=", or scrape from an address in VOICE_METRICS_ALLOWED_IPS.")
         check_role(role, WATCH)
-    body, content_type = metrics.exposition()
+    try:
+        campaigns = account_figures()
+    except StoreUnavailable as exc:  # the rest of the metrics still tell what is wrong
+        log.warning("metrics: the campaigns' figures could not be read (%s)", exc)
+        campaigns = None
+    body, content_type = metrics.exposition(campaigns)
     return current_app.response_class(body, mimetype=None, content_type=content_type)
 
 

@@ -32,7 +32,8 @@ from voice.store.records import Call
 log = logging.getLogger(__name__)
 
 CLAIM_BACKLOG = timedelta(seconds=2)   # pacing slots a late tick may still use
-LOST_JOB = timedelta(minutes=2)        # a claimed attempt whose job never ran is withdrawn after this
+LOST_JOB = timedelta(minutes=2)        # a claimed attempt whose job never ran is withdrawn after this (or sooner:
+                                       # after the outcome timeout, when that is shorter)
 BUSY_DELAY = timedelta(seconds=5)      # this worker's AT requests were all in use: try again this soon
 IN_PROGRESS = ("claimed", "dialling", "placed")  # an attempt's statuses while its contact is `calling`
 FINAL_ENTRY_ERRORS = ("InvalidPhoneNumber", "DestinationNotSupported")
@@ -340,8 +341,9 @@ def _check_budget(campaign):
 def recover(now=None):
     """Settle what a killed worker or a lost notification left: lost jobs, dials without answer, calls without end."""
     now = now or utcnow()
+    lost_after = min(LOST_JOB, outcome_timeout())
     lost = guarded(lambda: list(db.session.execute(sa.select(Attempt.id).where(
-        Attempt.status == "claimed", Attempt.claimed_at < now - LOST_JOB)).scalars()))
+        Attempt.status == "claimed", Attempt.claimed_at < now - lost_after)).scalars()))
     for attempt_id in lost:
         if guarded(lambda: db.session.execute(sa.update(Attempt).where(
                 Attempt.id == attempt_id, Attempt.status == "claimed").values(status="dialling")).rowcount,
@@ -349,7 +351,7 @@ def recover(now=None):
             _withdraw(attempt_id, now, error="its job was lost before any dial")
     # A dial whose answer was lost: AT's notifications carry the attempt's clientRequestId.
     dialling = guarded(lambda: list(db.session.execute(sa.select(Attempt.id).where(
-        Attempt.status == "dialling", Attempt.claimed_at < now - LOST_JOB)).scalars()))
+        Attempt.status == "dialling", Attempt.claimed_at < now - lost_after)).scalars()))
     for attempt_id in dialling:
         session_id = guarded(lambda: db.session.execute(sa.select(Call.session_id).where(
             Call.client_request_id == request_id(attempt_id))).scalar())

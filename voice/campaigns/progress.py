@@ -46,7 +46,8 @@ def replay(flow, start, callbacks):
                 progress.answers[save] = digits.removesuffix("#")
         if kind in (ivr.PLAY, ivr.FAIL) and target is not None:
             progress.played.append(target.name)
-            if flow.is_end(target.name):
+            # A menu's onFail step ends the call without an answer: it completes only when `ends` names it.
+            if flow.is_end(target.name) if kind == ivr.PLAY else target.name in flow.ends:
                 progress.reached_end = True
     return progress
 

@@ -25,6 +25,8 @@ WAITING = ("pending", "retry")
 FINISHED = ("completed", "breakoff", "unreached", "failed", "expired", "optedOut", "refused", "cancelled")
 STATUSES = ("pending", "calling", "retry") + FINISHED
 CAMPAIGN_STATUSES = ("scheduled", "running", "paused", "completed", "cancelled")
+# What an ended attempt's outcome may be: how its contact ended, or that it was retried (planned or transient).
+OUTCOMES = ("retry", "transient") + FINISHED
 
 # What the final notification of an unanswered call does, by AT's hangupCause (AT's list, every cause).
 # An answered call ends `completed` or `breakoff` whatever the cause; a cause AT adds later is transient.
