@@ -308,12 +308,14 @@ def resume(campaign_id, owner=None, budget=None):
     if budget is not None:
         amount, currency = _budget({"budget": budget})
         values.update(budget_amount=amount, budget_currency=currency)
-    if campaign.status == "paused" and campaign.paused_reason == "budget" and "budget_amount" not in values:
-        spent = figures(campaign_id)["cost"].get(campaign.budget_currency, 0)
-        if Decimal(str(spent)) >= campaign.budget_amount:
-            raise APIError(409, "budget_reached", f"The campaign's calls cost {spent} {campaign.budget_currency}, "
-                           "its budget; resume it with a larger budget, e.g. {\"budget\": {\"amount\": 1000, "
-                           "\"currency\": \"" + (campaign.budget_currency or "KES") + "\"}}.")
+    amount = values.get("budget_amount", campaign.budget_amount)
+    if amount is not None and (campaign.paused_reason == "budget" or values):
+        currency = values.get("budget_currency", campaign.budget_currency)
+        spent = figures(campaign_id)["cost"].get(currency, 0)
+        if Decimal(str(spent)) >= amount:
+            raise APIError(409, "budget_reached", f"The campaign's calls cost {spent} {currency}, which its budget "
+                           "does not exceed; resume it with a larger budget, e.g. {\"budget\": {\"amount\": "
+                           f"{int(Decimal(str(spent))) * 2 + 100}, \"currency\": \"{currency}\"}}}}.")
     status = "scheduled" if campaign.start_at > utcnow() else "running"
     return _move(campaign_id, owner, ("paused",), status=status, paused_reason=None, **values)
 
