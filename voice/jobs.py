@@ -59,7 +59,8 @@ class Jobs:
     def __init__(self, app):
         self.app = app
         self.huey = huey = storage_for(app)
-        self.tick = huey.task(name="campaigns.tick")(self._tick)
+        # The tick goes before the dials it queued (huey takes higher priorities first), so claims keep their pace.
+        self.tick = huey.task(name="campaigns.tick", priority=10)(self._tick)
         self.place = huey.task(name="campaigns.place")(self._place)
         self.housekeeping = huey.periodic_task(crontab(minute="*"), name="campaigns.housekeeping")(
             self._housekeeping)

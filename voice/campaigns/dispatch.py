@@ -23,7 +23,7 @@ from voice.at.answers import ATError, Busy, NotConfigured
 from voice.at.client import get_client
 from voice.calls import FINAL_STATES
 from voice.campaigns import dnc, progress, rules
-from voice.campaigns.models import Attempt, Campaign, Contact, request_id
+from voice.campaigns.models import Attempt, Campaign, Contact, DoNotCall, request_id
 from voice.ratelimit import TooManyDials, count_dialouts
 from voice.store import records
 from voice.store.db import StoreUnavailable, db, guarded, utcnow
@@ -32,6 +32,7 @@ from voice.store.records import Call
 log = logging.getLogger(__name__)
 
 CLAIM_BACKLOG = timedelta(seconds=2)   # pacing slots a late tick may still use
+FIRST_SLOTS = timedelta(seconds=1)     # what a campaign's first claim may use
 LOST_JOB = timedelta(minutes=2)        # a claimed attempt whose job never ran is withdrawn after this (or sooner:
                                        # after the outcome timeout, when that is shorter)
 BUSY_DELAY = timedelta(seconds=5)      # this worker's AT requests were all in use: try again this soon
@@ -99,7 +100,8 @@ def _claim_one(campaign_id, now, room):
     in_progress = db.session.execute(sa.select(sa.func.count()).select_from(Contact).where(
         Contact.campaign_id == campaign_id, Contact.status == "calling")).scalar()
     interval = timedelta(seconds=60 / campaign.per_minute)
-    base = max(campaign.next_dial_at or now, now - CLAIM_BACKLOG)
+    # Slots 60/perMinute apart from the last one used; a campaign's first tick may use a second's worth.
+    base = max(campaign.next_dial_at or now - FIRST_SLOTS, now - CLAIM_BACKLOG)
     by_rate = 0 if base > now else math.floor((now - base) / interval) + 1
     room = min(room, campaign.max_concurrent - in_progress, by_rate)
     if room <= 0:
@@ -144,17 +146,25 @@ def place(attempt_id):
     delivered again after a restart), the second run finds it taken and dials nobody.
     """
     now = utcnow()
-    taken = guarded(lambda: db.session.execute(sa.update(Attempt).where(
-        Attempt.id == attempt_id, Attempt.status == "claimed").values(status="dialling")).rowcount, write=True)
-    if not taken:
+
+    def take():
+        taken = db.session.execute(sa.update(Attempt).where(
+            Attempt.id == attempt_id, Attempt.status == "claimed").values(status="dialling")).rowcount
+        if not taken:
+            return None
+        return db.session.execute(
+            sa.select(Contact.phone, Campaign.id, Campaign.owner, Campaign.status, DoNotCall.phone)
+            .select_from(Attempt).join(Contact, Contact.id == Attempt.contact_id)
+            .join(Campaign, Campaign.id == Attempt.campaign_id)
+            .outerjoin(DoNotCall, DoNotCall.phone == Contact.phone).where(Attempt.id == attempt_id)).one()
+
+    taken = guarded(take, write=True)  # committed before AT is asked
+    if taken is None:
         return "taken"
-    attempt, contact, campaign = guarded(lambda: db.session.execute(
-        sa.select(Attempt, Contact, Campaign).join(Contact, Contact.id == Attempt.contact_id)
-        .join(Campaign, Campaign.id == Attempt.campaign_id).where(Attempt.id == attempt_id)).one())
-    number, campaign_id, owner = contact.phone, campaign.id, campaign.owner
-    if campaign.status != "running":
-        return _withdraw(attempt_id, now, cancelled=campaign.status == "cancelled", error="campaign " + campaign.status)
-    if dnc.listed(number):
+    number, campaign_id, owner, status, listed = taken
+    if status != "running":
+        return _withdraw(attempt_id, now, cancelled=status == "cancelled", error="campaign " + status)
+    if listed:
         return _finish(attempt_id, now, "optedOut", "optedOut", error="on the do-not-call list")
     try:
         phone.check_dialable(number, settings.current().allowed_country_codes)
@@ -243,28 +253,54 @@ def _pause(campaign_id, reason):
 # --- settling --------------------------------------------------------------------------------------------------
 
 
+SETTLE_BATCH = 100
+
+
 def settle(flow, now=None):
-    """Settle every placed attempt whose call has ended; how many."""
+    """Settle every placed attempt whose call has ended, SETTLE_BATCH a transaction; how many."""
     now = now or utcnow()
-    ended = guarded(lambda: list(db.session.execute(
-        sa.select(Attempt.id).join(Call, Call.session_id == Attempt.session_id)
-        .where(Attempt.status == "placed",
-               sa.or_(Call.ended_at.is_not(None), Call.state.in_(sorted(FINAL_STATES))))).scalars()))
-    for attempt_id in ended:
-        guarded(lambda: _settle_one(flow, attempt_id, now), write=True)
-    return len(ended)
+    total = 0
+    while True:
+        settled = guarded(lambda: _settle_batch(flow, now), write=True)
+        total += settled
+        if settled < SETTLE_BATCH:
+            return total
 
 
-def _settle_one(flow, attempt_id, now):
-    attempt = db.session.execute(sa.select(Attempt).where(Attempt.id == attempt_id, Attempt.status == "placed")
-                                 .with_for_update(skip_locked=True)).scalar_one_or_none()
-    if attempt is None:
-        return
-    call = db.session.execute(sa.select(Call).where(Call.session_id == attempt.session_id)).scalar_one()
-    campaign = db.session.get(Campaign, attempt.campaign_id)
-    contact = db.session.get(Contact, attempt.contact_id)
-    answered = call.answered_at is not None or (call.duration_seconds or 0) > 0
-    played = progress.replay(flow, campaign.step, progress.callbacks_of(attempt.session_id)) if answered else None
+def _settle_batch(flow, now):
+    """Settle up to SETTLE_BATCH ended calls' attempts in this transaction; how many. Rows are read in bulk: the
+    calls, contacts, campaigns, the do-not-call list and the answered calls' callbacks, a query each."""
+    rows = db.session.execute(
+        sa.select(Attempt, Call).join(Call, Call.session_id == Attempt.session_id)
+        .where(Attempt.status == "placed", sa.or_(Call.ended_at.is_not(None), Call.state.in_(sorted(FINAL_STATES))))
+        .order_by(Attempt.id).limit(SETTLE_BATCH).with_for_update(of=Attempt, skip_locked=True)).all()
+    if not rows:
+        return 0
+    contacts = {contact.id: contact for contact in db.session.execute(sa.select(Contact).where(
+        Contact.id.in_({attempt.contact_id for attempt, _ in rows}))).scalars()}
+    campaigns = {campaign.id: campaign for campaign in db.session.execute(sa.select(Campaign).where(
+        Campaign.id.in_({attempt.campaign_id for attempt, _ in rows}))).scalars()}
+    listed = set(db.session.execute(sa.select(DoNotCall.phone).where(
+        DoNotCall.phone.in_({contact.phone for contact in contacts.values()}))).scalars())
+    answered = {call.session_id for _, call in rows if _answered(call)}
+    callbacks = progress.callbacks_of_many(answered)
+    for attempt, call in rows:
+        campaign, contact = campaigns[attempt.campaign_id], contacts[attempt.contact_id]
+        played = None
+        if call.session_id in answered:
+            played = progress.replay(flow, campaign.step, callbacks.get(call.session_id, []))
+        _settle_one(attempt, call, contact, campaign, played, contact.phone in listed, now)
+    for campaign in campaigns.values():
+        _check_budget(campaign)
+    return len(rows)
+
+
+def _answered(call):
+    return call.answered_at is not None or (call.duration_seconds or 0) > 0
+
+
+def _settle_one(attempt, call, contact, campaign, played, listed, now):
+    """An attempt's call ended: the attempt takes the call's figures, and its contact moves on."""
     attempt.status, attempt.ended_at = "ended", call.ended_at or now
     attempt.state, attempt.hangup_cause = call.state, call.hangup_cause
     attempt.duration, attempt.amount, attempt.currency = call.duration_seconds, call.amount, call.currency_code
@@ -274,23 +310,20 @@ def _settle_one(flow, attempt_id, now):
         if played.answers:
             contact.answers = dict(contact.answers or {}, **played.answers)
         contact.duration = call.duration_seconds
-        status = "completed" if played.reached_end else "breakoff"
-        if dnc.listed(contact.phone):
-            status = "optedOut"
+        status = "optedOut" if listed else "completed" if played.reached_end else "breakoff"
         attempt.outcome = status
         contact.status, contact.next_attempt_at, contact.updated_at = status, None, now
+        return
+    kind = rules.outcome_of(call.hangup_cause)
+    attempt.outcome = kind
+    if kind == rules.FAILED:
+        contact.status, contact.next_attempt_at, contact.updated_at = "failed", None, now
+    elif campaign.status == "cancelled":
+        contact.status, contact.next_attempt_at, contact.updated_at = "cancelled", None, now
     else:
-        kind = rules.outcome_of(call.hangup_cause)
-        attempt.outcome = kind
-        if kind == rules.FAILED:
-            contact.status, contact.next_attempt_at, contact.updated_at = "failed", None, now
-        elif campaign.status == "cancelled":
-            contact.status, contact.next_attempt_at, contact.updated_at = "cancelled", None, now
-        else:
-            _next(attempt, kind, attempt.ended_at, contact, campaign)
-            if contact.status in rules.FINISHED:  # the last retry: the attempt says how the contact ended
-                attempt.outcome = contact.status
-    _check_budget(campaign)
+        _next(attempt, kind, attempt.ended_at, contact, campaign)
+    if contact.status in rules.FINISHED:  # the last try: the attempt says how the contact ended
+        attempt.outcome = contact.status
 
 
 def _next(attempt, kind, ended, contact=None, campaign=None):

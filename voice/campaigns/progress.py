@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from voice.flows import ivr
+from voice.store.db import db
 from voice.store.records import Call, Event
 
 
@@ -52,10 +53,18 @@ def replay(flow, start, callbacks):
     return progress
 
 
-def callbacks_of(session_id):
-    """A call's callbacks to /voice/instruct, as (params, form), in the order they were stored (in the session)."""
-    from voice.store.db import db
+def callbacks_of_many(session_ids):
+    """The calls' callbacks to /voice/instruct as (params, form), in the order they were stored, by sessionId (read in
+    the current transaction, one query)."""
+    found = {}
+    if session_ids:
+        for session_id, params, payload in db.session.execute(
+                sa.select(Call.session_id, Event.params, Event.payload).join(Call, Call.id == Event.call_id)
+                .where(Call.session_id.in_(session_ids), Event.source == "instruct").order_by(Event.id)):
+            found.setdefault(session_id, []).append((params, payload))
+    return found
 
-    query = (sa.select(Event.params, Event.payload).join(Call, Call.id == Event.call_id)
-             .where(Call.session_id == session_id, Event.source == "instruct").order_by(Event.id))
-    return [(params, payload) for params, payload in db.session.execute(query)]
+
+def callbacks_of(session_id):
+    """One call's callbacks to /voice/instruct as (params, form), in order."""
+    return callbacks_of_many([session_id]).get(session_id, [])

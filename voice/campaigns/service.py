@@ -375,13 +375,13 @@ def contacts(campaign_id, owner=None, status=None, page=1):
                     Attempt.contact_id.in_([row.id for row in rows]), Attempt.session_id.is_not(None))
                 .order_by(Attempt.id)):
             sessions.setdefault(contact_id, []).append(session_id)
-        return rows, sessions
+        # Built before the commit, which would expire the rows (and reload each one).
+        return [{"id": row.id, "row": row.row, "phone": row.phone, "timezone": row.zone, "vars": row.vars or {},
+                 "status": row.status, "attempts": row.attempts, "nextAttemptAt": iso(row.next_attempt_at),
+                 "lastState": row.last_state, "lastHangupCause": row.last_hangup_cause, "duration": row.duration,
+                 "answers": row.answers or {}, "sessionIds": sessions.get(row.id, [])} for row in rows]
 
-    rows, sessions = guarded(work)
-    return [{"id": row.id, "row": row.row, "phone": row.phone, "timezone": row.zone, "vars": row.vars or {},
-             "status": row.status, "attempts": row.attempts, "nextAttemptAt": iso(row.next_attempt_at),
-             "lastState": row.last_state, "lastHangupCause": row.last_hangup_cause, "duration": row.duration,
-             "answers": row.answers or {}, "sessionIds": sessions.get(row.id, [])} for row in rows]
+    return guarded(work)
 
 
 EXPORT_CHUNK = 2000
