@@ -3,7 +3,9 @@
 Every figure is printed as a ratio to the bare app measured in the same run (the machine's
 ceiling for the framework), beside the absolute numbers and the machine, and the table is
 written to bench/results.md. wrk (Debian's package) drives the load from a separate process,
-alternating between the two apps so drift hits both.
+alternating between the two apps so drift hits both. `--only` (or `--scenarios`) runs a subset,
+e.g. `make bench BENCH_ARGS="--only campaigns"` (bench/campaigns.py: 100,000 contacts imported,
+dispatched by the worker and read back).
 """
 
 import argparse
@@ -28,62 +30,17 @@ sys.path.insert(0, str(ROOT))
 
 from bench.breakdown import FORMS  # noqa: E402
 from bench.openloop import OpenLoop, sessions  # noqa: E402
+from bench.serving import TOKEN, start, stop, workers_rss, wrk  # noqa: E402
 from tests.gunicorn_helpers import free_port, procfile_command, wait_until_up  # noqa: E402
 from voice.at.simulated import SimulatedAT  # noqa: E402
 
-TOKEN = "bench-token"
-SCENARIOS = ("instruct", "events", "mix", "latency", "slow", "metrics", "memory", "breakdown", "console")
+SCENARIOS = ("instruct", "events", "mix", "latency", "slow", "metrics", "memory", "breakdown", "console", "campaigns")
+SERVED = ("instruct", "events", "mix", "latency", "slow", "metrics", "memory")  # run on one served instance
 THROUGHPUT = (("instruct", "/voice/instruct (menu step)", "instruct.lua"),
               ("events", "/voice/events (each stored)", "events.lua"),
               ("mix", "mix at AT's proportions", "mix.lua"))
 KEY = "bench-key"
 FIXED_RATE = 300  # requests a second offered in the open-loop scenarios
-
-
-def start(command, env, cwd):
-    """A gunicorn process, its output in cwd/gunicorn.log."""
-    with open(Path(cwd) / "gunicorn.log", "ab") as output:
-        return subprocess.Popen(command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT)
-
-
-def stop(process):
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
-def wrk(url, script, seconds, connections, run_id):
-    """Run wrk; return (requests/s, p99 ms, errors)."""
-    env = dict(os.environ, BENCH_TOKEN=TOKEN, BENCH_RUN=run_id)
-    result = subprocess.run(
-        ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency", "-s", str(script), url],
-        capture_output=True, text=True, env=env, check=True)
-    out = result.stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p99 = _ms(re.search(r"\s99%\s+([\d.]+\w+)", out).group(1))
-    errors = 0
-    for pattern in (r"Non-2xx or 3xx responses: (\d+)", r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"):
-        found = re.search(pattern, out)
-        if found:
-            errors += sum(int(g) for g in found.groups())
-    return rate, p99, errors
-
-
-def _ms(text):
-    number, unit = re.match(r"([\d.]+)(\w+)", text).groups()
-    return float(number) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
-
-
-def workers_rss(master_pid):
-    """Resident memory (MB) of each worker of a gunicorn master."""
-    children = subprocess.run(["pgrep", "-P", str(master_pid)], capture_output=True, text=True).stdout.split()
-    sizes = []
-    for pid in children:
-        status = Path(f"/proc/{pid}/status").read_text()
-        sizes.append(int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024)
-    return sizes
 
 
 def machine():
@@ -104,17 +61,21 @@ def main():
     parser.add_argument("--database-url", help="store to use instead of a fresh SQLite file (e.g. PostgreSQL)")
     parser.add_argument("--postgres-url", help="also run the throughput scenarios on this PostgreSQL database, "
                                                "reported beside SQLite's")
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
-                        help="comma-separated subset to run; results.md is written only for a full run")
+    parser.add_argument("--scenarios", "--only", default=",".join(SCENARIOS),
+                        help="comma-separated subset to run (e.g. --only campaigns); results.md is written only "
+                             "for a full run")
     parser.add_argument("--output", default=str(ROOT / "bench" / "results.md"))
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("make bench needs wrk: apt-get install -y wrk")
     chosen = args.scenarios.split(",")
+    unknown = sorted(set(chosen) - set(SCENARIOS))
+    if unknown:
+        sys.exit(f"no scenario {', '.join(unknown)}; the scenarios are {', '.join(SCENARIOS)}")
 
-    rows = run_store(args, args.database_url, chosen)
+    rows = run_store(args, args.database_url, chosen) if set(chosen) & set(SERVED) else []
     postgres = []
-    if args.postgres_url:
+    if args.postgres_url and any(key in chosen for key, _, _ in THROUGHPUT):
         postgres = run_store(args, args.postgres_url, [key for key, _, _ in THROUGHPUT if key in chosen])
     if "breakdown" in chosen:
         from bench.breakdown import breakdown
@@ -128,6 +89,12 @@ def main():
                      "line": f"console pages measured with 100,000 calls (seeded in {seeded:.0f} s)"})
         for name, first, median, slowest in pages:
             print(f"  console {name}: first {first:.1f} ms, median {median:.1f} ms, slowest {slowest:.1f} ms")
+    if "campaigns" in chosen:
+        from bench import campaigns
+        print("campaigns: 100,000 contacts imported, dispatched and read back", flush=True)
+        result = campaigns.measure(args.database_url, args.seconds, args.rounds, args.connections)
+        rows.append({"name": "campaigns", "result": result, "table": campaigns.table(result)})
+        print("\n".join(rows[-1]["table"]))
     if set(chosen) >= set(SCENARIOS) and not args.database_url:
         _write(args, rows, postgres)
     else:
@@ -389,6 +356,8 @@ def _write(args, rows, postgres):
                   for name, first, median, slowest in console["pages"]]
         lines += ["", f"A process's first read of 30 days of calls takes {console['cold']:.0f} ms; the calls page starts it "
                   "in the background (whole past days are then kept per process), so the overview finds it done.", ""]
+    if "campaigns" in by_name:
+        lines += by_name["campaigns"]["table"]
     if "breakdown" in by_name:
         lines += [
             "## Where a callback's time goes (in-process, microseconds a request)",

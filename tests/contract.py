@@ -1,10 +1,12 @@
 """Every response the test suite sees, checked against voice/openapi.json, so the contract cannot drift."""
 
+import csv
+import io
 import json
 from pathlib import Path
 
 from flask import request
-from openapi_core import OpenAPI
+from openapi_core import Config, OpenAPI
 from openapi_core.contrib.werkzeug import WerkzeugOpenAPIResponse
 from openapi_core.testing import MockRequest
 from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
@@ -19,10 +21,21 @@ AT_ROUTES = {"/voice/invoke-call", "/voice/queue", "/voice/media", "/voice/calls
 _openapi = []
 
 
+def csv_text(data, **parameters):
+    """A text/csv body as the string its schema describes, once read as UTF-8 CSV whose rows have the header's cells."""
+    text = data.decode(parameters.get("charset", "utf-8")) if isinstance(data, bytes) else data
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    ragged = [number for number, row in enumerate(rows, start=1) if len(row) != len(rows[0])]
+    if ragged:
+        raise ValueError(f"CSV row {ragged[0]} has {len(rows[ragged[0] - 1])} cells, the header {len(rows[0])}")
+    return text
+
+
 def openapi():
     """The contract, parsed once per test run."""
     if not _openapi:
-        _openapi.append(OpenAPI.from_dict(json.loads(SPEC.read_text())))
+        config = Config(extra_media_type_deserializers={"text/csv": csv_text})
+        _openapi.append(OpenAPI.from_dict(json.loads(SPEC.read_text()), config=config))
     return _openapi[0]
 
 

@@ -10,6 +10,7 @@ from voice.callbacks import FORM_TYPES
 from voice.errors import APIError
 
 MAX_FIELD = 64
+RESERVED_REQUEST_ID = "campaign-attempt-"  # voice.campaigns.models.request_id
 MAX_NUMBERS = 10
 AUDIO_URL = re.compile(r"^https?://[^\s/?#]+[^\s?#]*\.(mp3|wav)(\?[^\s#]*)?$", re.IGNORECASE)
 
@@ -122,4 +123,7 @@ def client_request_id():
         return None
     if not shapes.CLIENT_REQUEST_ID.fullmatch(value):
         raise APIError(400, "bad_field", "clientRequestId must be 1 to 64 printable ASCII characters.")
+    if value.startswith(RESERVED_REQUEST_ID):
+        raise APIError(400, "bad_field", f"clientRequestId may not start with {RESERVED_REQUEST_ID!r}: campaigns name "
+                       "their attempts so.")
     return value

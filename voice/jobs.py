@@ -23,6 +23,8 @@ import sqlalchemy as sa
 from huey import PostgresHuey, RedisHuey, SqliteHuey, crontab
 from huey.consumer import Consumer
 
+from voice.store.db import db
+
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 1
@@ -35,11 +37,14 @@ def storage_for(app):
     """The huey instance whose storage VOICE_JOBS_URL, else DATABASE_URL, names."""
     url = app.config.get("VOICE_JOBS_URL") or ""
     if not url:
-        database = sa.engine.make_url(app.extensions["voice_settings"].database_url)
+        with app.app_context():  # the engine's URL, where Flask-SQLAlchemy put a relative SQLite path (instance/)
+            database = db.engine.url
         if database.get_backend_name() == "postgresql":
             url = database.set(drivername="postgresql").render_as_string(hide_password=False)
         else:
-            folder = os.path.dirname(os.path.abspath(database.database)) if database.database else app.instance_path
+            path = database.database
+            folder = os.path.dirname(path) if path and path != ":memory:" and not path.startswith("file:") \
+                else app.instance_path
             url = "sqlite:///" + os.path.join(folder, "jobs.sqlite3")
     if url.startswith("redis://") or url.startswith("rediss://"):
         return RedisHuey("voice", url=url, results=False)

@@ -19,9 +19,10 @@ class CallContext:
         """(campaign step, contact variables) of the call's attempt, or None for a call of no campaign."""
         attempt_id = attempt_of(self.note.client_request_id)
         where = Attempt.id == attempt_id if attempt_id else Attempt.session_id == self.note.session_id
+        # The callee must be the attempt's contact: a clientRequestId alone cannot lead to another contact's data.
         query = (sa.select(Campaign.step, Contact.vars).select_from(Attempt)
                  .join(Contact, Contact.id == Attempt.contact_id).join(Campaign, Campaign.id == Attempt.campaign_id)
-                 .where(where).limit(1))
+                 .where(where, Contact.phone == self.note.caller).limit(1))
         try:
             return guarded(lambda: db.session.execute(query).first())
         except StoreUnavailable:

@@ -53,8 +53,10 @@ def rows_of_csv(stream):
         header = [name.strip() for name in next(reader)]
     except StopIteration:
         raise ListError("the contacts file is empty: it needs a header row with a 'phone' column") from None
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise ListError(f"the contacts file is not UTF-8 CSV: {type(exc).__name__}") from None
+    except UnicodeDecodeError:
+        raise ListError("the contacts file is not UTF-8 text") from None
+    except csv.Error as exc:
+        raise ListError(f"the contacts file is not valid CSV: {exc}") from None
     lowered = [name.lower() for name in header]
     if "phone" not in lowered:
         raise ListError("the contacts file needs a 'phone' column in its header row")
@@ -79,8 +81,10 @@ def rows_of_csv(stream):
             zone = cells[where_zone].strip() if where_zone is not None else ""
             yield (cells[where_phone], zone or None,
                    {name: cells[i] for i, name in others if cells[i] != ""} if len(cells) <= len(header) else None)
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise ListError(f"the contacts file is not UTF-8 CSV (row {count + 1}): {type(exc).__name__}") from None
+    except UnicodeDecodeError:
+        raise ListError(f"the contacts file is not UTF-8 text (row {count + 1})") from None
+    except csv.Error as exc:
+        raise ListError(f"the contacts file is not valid CSV (row {count + 1}): {exc}") from None
 
 
 def _vars(raw):
@@ -139,6 +143,8 @@ class Importer:
         return True
 
     def _zone(self, raw, number):
+        if raw is not None and not isinstance(raw, str):
+            raise ValueError("timezone must be an IANA time zone name such as Africa/Nairobi")
         if raw:
             if raw not in self._zones:
                 rules.zone(raw)

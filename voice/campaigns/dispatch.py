@@ -233,7 +233,9 @@ def _transient(attempt_id, now, error=None):
     """AT failed for now (5xx, a timeout): the attempt ends as transient and its contact gets a short retry."""
 
     def work():
-        attempt = db.session.get(Attempt, attempt_id)
+        attempt = db.session.execute(sa.select(Attempt).where(Attempt.id == attempt_id).with_for_update()).scalar_one()
+        if attempt.status not in ("dialling", "placed"):  # settled meanwhile (by a tick, or another worker)
+            return
         attempt.status, attempt.outcome, attempt.ended_at, attempt.error = "ended", "transient", now, (error or "")[:255]
         contact = _next(attempt, rules.TRANSIENT, now)
         if contact.status in rules.FINISHED:
@@ -386,8 +388,11 @@ def recover(now=None):
     dialling = guarded(lambda: list(db.session.execute(sa.select(Attempt.id).where(
         Attempt.status == "dialling", Attempt.claimed_at < now - lost_after)).scalars()))
     for attempt_id in dialling:
-        session_id = guarded(lambda: db.session.execute(sa.select(Call.session_id).where(
-            Call.client_request_id == request_id(attempt_id))).scalar())
+        session_id = guarded(lambda: db.session.execute(
+            sa.select(Call.session_id).join(Attempt, Attempt.id == attempt_id)
+            .join(Contact, Contact.id == Attempt.contact_id)
+            .where(Call.client_request_id == request_id(attempt_id),
+                   Call.destination_number == Contact.phone)).scalar())  # an outbound call's callee
         if session_id:
             guarded(lambda: db.session.execute(sa.update(Attempt).where(
                 Attempt.id == attempt_id, Attempt.status == "dialling").values(

@@ -10,6 +10,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
+from voice.fields import RESERVED_REQUEST_ID as REQUEST_ID_PREFIX
 from voice.store.db import UTCDateTime, db, utcnow
 
 
@@ -109,13 +110,16 @@ class DoNotCall(db.Model):
 
 
 def request_id(attempt_id):
-    """The clientRequestId an attempt is dialled with: AT sends it back with each of the call's notifications."""
-    return f"campaign-attempt-{attempt_id}"
+    """The clientRequestId an attempt is dialled with: AT sends it back with each of the call's notifications.
+
+    The API refuses a client's dial-out with this prefix (voice.fields.client_request_id).
+    """
+    return f"{REQUEST_ID_PREFIX}{attempt_id}"
 
 
 def attempt_of(client_request_id):
     """The attempt id a clientRequestId names, or None."""
-    prefix = "campaign-attempt-"
-    if client_request_id and client_request_id.startswith(prefix) and client_request_id[len(prefix):].isdigit():
-        return int(client_request_id[len(prefix):][:12])
+    rest = (client_request_id or "").removeprefix(REQUEST_ID_PREFIX)
+    if rest != client_request_id and rest.isdigit() and len(rest) <= 12:
+        return int(rest)
     return None

@@ -12,6 +12,7 @@ import phonenumbers
 from phonenumbers import timezone as number_zones
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DAY_NAMES = set(DAYS) | {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
 CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 DELAY = re.compile(r"^(\d{1,5})([smhd])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -129,21 +130,57 @@ class Window:
                 "skip": sorted(day.isoformat() for day in self.skip)}
 
     def next_opening(self, moment, tz):
-        """The first time at or after `moment` (aware) when a call may start in `tz`, or None within 400 days."""
+        """The first time at or after `moment` (aware) when a call may start in `tz`, or None within 400 days.
+
+        Inside means the local clock reads from `opens` to before its close, on an allowed day: on the
+        day the clocks change, a window in the skipped hour does not open, and one in the repeated hour
+        opens when the clock reads its time again.
+        """
         local = moment.astimezone(tz)
         for offset in range(-1, 400):
             day = local.date() + timedelta(days=offset)
             if day.weekday() not in self.days or day in self.skip:
                 continue
-            start = datetime.combine(day, self.opens, tzinfo=tz)
+            start = datetime.combine(day, self.opens)  # the local clock, naive
             end = start + self.length
-            # Compared in UTC: wall-clock arithmetic across a DST change would be off by the change.
-            start_utc, end_utc = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
-            if start_utc <= moment < end_utc:
-                return moment
-            if start_utc > moment:
-                return start_utc
+            first, last = _utc(start - CHANGE_MARGIN, tz), _utc(end + CHANGE_MARGIN, tz)
+            if last <= moment:
+                continue
+            if first.astimezone(tz).utcoffset() == last.astimezone(tz).utcoffset():  # no clock change near
+                start_utc, end_utc = _utc(start, tz), _utc(end, tz)
+                if start_utc <= moment < end_utc:
+                    return moment
+                if start_utc > moment:
+                    return start_utc
+                continue
+            found = _first_inside(max(moment, first), last, tz, start, end)  # the clocks change: walk it
+            if found is not None:
+                return found
         return None
+
+
+CHANGE_MARGIN = timedelta(hours=3)  # more than any clock change
+
+
+def _utc(naive, tz):
+    """A local clock reading in `tz` as UTC (the first of two readings in a repeated hour)."""
+    return naive.replace(tzinfo=tz).astimezone(timezone.utc)
+
+
+def _first_inside(moment, until, tz, start, end):
+    """The first time from `moment` to `until`, minute by minute, when the clock of `tz` reads from `start` to before
+    `end` (naive); None if it never does."""
+    def inside(at):
+        return start <= at.astimezone(tz).replace(tzinfo=None) < end
+
+    if inside(moment):
+        return moment
+    at = moment.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    while at < until:
+        if inside(at):
+            return at
+        at += timedelta(minutes=1)
+    return None
 
 
 def parse_window(value):
@@ -169,11 +206,11 @@ def parse_window(value):
     minutes = (closes.hour * 60 + closes.minute) - (opens.hour * 60 + opens.minute)
     length = timedelta(minutes=minutes % 1440 or 1440)  # from == to: the whole day
     days = value.get("days", list(DAYS))
-    if not isinstance(days, list) or not days or not all(isinstance(day, str) and day.lower()[:3] in DAYS
+    if not isinstance(days, list) or not days or not all(isinstance(day, str) and day.lower() in DAY_NAMES
                                                          for day in days):
         raise RuleError("window.days must list days as mon, tue, wed, thu, fri, sat, sun")
     skip = value.get("skip", [])
-    if not isinstance(skip, list) or len(skip) > MAX_SKIP:
+    if not isinstance(skip, list) or len(skip) > MAX_SKIP or not all(isinstance(day, str) for day in skip):
         raise RuleError(f"window.skip must list up to {MAX_SKIP} dates as YYYY-MM-DD")
     try:
         skipped = frozenset(date.fromisoformat(day) for day in skip if isinstance(day, str) and len(day) == 10)

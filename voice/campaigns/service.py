@@ -22,6 +22,7 @@ from voice.errors import APIError
 from voice.store.db import StoreUnavailable, db, guarded, iso, utcnow
 
 PAGE = 100
+MAX_ID = 2 ** 31 - 1
 MAX_NAME = 128
 ABANDONED_IMPORT = timedelta(minutes=10)
 
@@ -31,9 +32,9 @@ def _bad(message):
 
 
 def _text(spec, name, limit, default=None):
-    value = spec.get(name, default)
-    if value is None:
-        return None
+    value = spec.get(name)
+    if value is None:  # absent, or JSON's null
+        return default
     if not isinstance(value, str) or not value.strip() or len(value) > limit or shapes.has_control(value):
         raise _bad(f"{name} must be text of 1 to {limit} characters")
     return value.strip()
@@ -214,6 +215,8 @@ def _visible(owner):
 
 def get(campaign_id, owner=None):
     """The Campaign row `campaign_id`, or a 404 (also for another dialer's campaign)."""
+    if not 0 < campaign_id <= MAX_ID:  # beyond any id the database can hold
+        raise APIError(404, "not_found", f"No campaign {campaign_id} here.")
     campaign = guarded(lambda: db.session.execute(
         sa.select(Campaign).where(Campaign.id == campaign_id, *_visible(owner))).scalar_one_or_none())
     if campaign is None:

@@ -187,4 +187,4 @@ def prune(days, dry_run):
     click.echo(f"removed {calls} calls and {events} events that ended before {cutoff:%Y-%m-%d %H:%M} UTC")
 
 
-from voice.cli import simulation, worker  # noqa: E402,F401  (register simulated-at, simulate and worker on voice_cli)
+from voice.cli import campaigns, simulation, worker  # noqa: E402,F401  (register their commands on voice_cli)

@@ -91,7 +91,8 @@ class Step:
     def personal(self):
         """True when the step says a campaign contact's variable, so its XML differs from call to call."""
         if self.menu is not None:
-            return self.menu.prompt is not None and self.menu.prompt.personal()
+            return ((self.menu.prompt is not None and self.menu.prompt.personal())
+                    or any(PLACEHOLDER.search(notice or "") for notice in (self.menu.invalid, self.menu.no_input)))
         return any(action.personal() for action in self.actions or ())
 
     @functools.cached_property

@@ -64,9 +64,15 @@ def answer(flow, note, args, fields, context=None):
             return voicexml.render(_personal(_menu(step, attempt, notice), context), step_url)
         return _fixed(("menu", step.name, attempt, notice), lambda: _menu(step, attempt, notice))
     said = [Action("Say", text=notice)]
+    if step.personal:
+        said = _personal(said, context)
     if target is None:
+        if step.personal:
+            return voicexml.render(said + [Action("Say", text="Goodbye.")], step_url)
         return _fixed(("fail", step.name, notice), lambda: said + [Action("Say", text="Goodbye.")])
-    if _changes(target):
+    if _changes(target) or step.personal:
+        if target.opts_out:
+            _opt_out(note)
         return voicexml.render(said + _personal(step_actions(flow, target, fields, note), context), step_url)
     return _fixed(("fail", step.name, notice), lambda: said + step_actions(flow, target, fields, note))
 
