@@ -102,3 +102,52 @@ def served(env, workdir, migrate=True):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def worker_log_of(workdir, name="worker"):
+    """What a worker started by worker_process wrote."""
+    path = Path(workdir) / f"{name}.log"
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def start_worker(env, workdir, threads=4, name="worker"):
+    """Start the Procfile's worker command with `env` and `--threads`; its output goes to workdir/<name>.log."""
+    with open(Path(workdir) / f"{name}.log", "ab") as output:
+        return subprocess.Popen([*procfile_command("worker"), "--threads", str(threads)], cwd=workdir, env=env,
+                                stdout=output, stderr=subprocess.STDOUT)
+
+
+def stop(process, seconds=15):
+    """Stop a process started here (SIGTERM, then SIGKILL past `seconds`); nothing if it already ended."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_worker_started(process, workdir, name="worker", seconds=60):
+    """Return once the worker's log says it started; fail if it exits or the time runs out."""
+    deadline = time.monotonic() + seconds
+    while "worker started" not in worker_log_of(workdir, name):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"the worker did not start:\n{worker_log_of(workdir, name)}")
+        time.sleep(0.1)
+
+
+@contextmanager
+def worker_process(env, workdir, threads=4, name="worker", after=None):
+    """Run the Procfile's worker (`flask --app app voice worker`) beside a served instance; yield its process.
+
+    `after` (a process and its name) is a worker to wait for first: started together on a new
+    database, workers race to create the queue's tables.
+    """
+    if after is not None:
+        wait_worker_started(after[0], workdir, after[1])
+    process = start_worker(env, workdir, threads, name)
+    try:
+        yield process
+    finally:
+        stop(process)

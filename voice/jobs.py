@@ -22,6 +22,7 @@ import time
 import sqlalchemy as sa
 from huey import PostgresHuey, RedisHuey, SqliteHuey, crontab
 from huey.consumer import Consumer
+from huey.storage import PostgresStorage
 
 from voice.store.db import db
 
@@ -50,12 +51,26 @@ def storage_for(app):
         return RedisHuey("voice", url=url, results=False)
     if url.startswith("postgresql"):
         dsn = sa.engine.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-        return PostgresHuey("voice", dsn=dsn, results=False)
+        return PostgresHuey("voice", dsn=dsn, results=False, storage_class=_PostgresStorage)
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///"):]
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         return SqliteHuey("voice", filename=path, results=False)
     raise ValueError("VOICE_JOBS_URL must be sqlite:///path, postgresql://... or redis://...")
+
+
+class _PostgresStorage(PostgresStorage):
+    """huey's PostgreSQL storage, whose tables workers starting at once create one at a time (PostgreSQL's
+    CREATE TABLE IF NOT EXISTS is not safe against itself: the second fails on the type it creates)."""
+
+    def initialize_schema(self):
+        with self.db(commit=True, close=True) as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+            for statement in self.ddl:
+                cursor.execute(statement)
+
+
+SCHEMA_LOCK = 0x766F6963  # any constant of ours: the advisory lock taken while huey's tables are created
 
 
 class Jobs:

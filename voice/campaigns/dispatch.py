@@ -7,8 +7,9 @@ a state the next tick continues from:
   no attempt is ever dialled twice; AT's answer makes it `placed`, with its sessionId;
 - settle: once the call's final notification is stored, the attempt ends and the contact moves on
   (done, or due again at its retry's time).
-An attempt left `claimed` (its job lost) is withdrawn, one left `dialling` or `placed` without an
-outcome is settled as a transient failure after OUTCOME_TIMEOUT (docs/campaigns.md).
+An attempt left `claimed` (its job lost) is withdrawn; one left `dialling` is adopted when AT's
+notifications name it (clientRequestId); one without an outcome is settled as a transient failure
+after VOICE_CAMPAIGN_OUTCOME_MINUTES (docs/campaigns.md).
 """
 
 import logging
@@ -149,7 +150,7 @@ def place(attempt_id):
 
     def take():
         taken = db.session.execute(sa.update(Attempt).where(
-            Attempt.id == attempt_id, Attempt.status == "claimed").values(status="dialling")).rowcount
+            Attempt.id == attempt_id, Attempt.status == "claimed").values(status="dialling", dialled_at=now)).rowcount
         if not taken:
             return None
         return db.session.execute(
@@ -188,8 +189,10 @@ def place(attempt_id):
         return _transient(attempt_id, now, error=str(exc)[:255])
     entry = next(iter(answer.get("entries") or []), {})
     session_id = entry.get("sessionId")
-    guarded(lambda: db.session.execute(sa.update(Attempt).where(Attempt.id == attempt_id).values(
-        status="placed", dialled_at=now, session_id=session_id)), write=True)
+    if not guarded(lambda: db.session.execute(sa.update(Attempt).where(
+            Attempt.id == attempt_id, Attempt.status == "dialling").values(status="placed", session_id=session_id))
+            .rowcount, write=True):
+        log.warning("campaign attempt %s was settled while AT took its call", attempt_id)
     try:
         records.record_dialout(answer, client.voice_number, owner, request_id(attempt_id))
     except StoreUnavailable as exc:
@@ -386,20 +389,24 @@ def recover(now=None):
             _withdraw(attempt_id, now, error="its job was lost before any dial")
     # A dial whose answer was lost: AT's notifications carry the attempt's clientRequestId.
     dialling = guarded(lambda: list(db.session.execute(sa.select(Attempt.id).where(
-        Attempt.status == "dialling", Attempt.claimed_at < now - lost_after)).scalars()))
+        Attempt.status == "dialling", sa.func.coalesce(Attempt.dialled_at, Attempt.claimed_at) < now - lost_after))
+        .scalars()))
     for attempt_id in dialling:
         session_id = guarded(lambda: db.session.execute(
             sa.select(Call.session_id).join(Attempt, Attempt.id == attempt_id)
             .join(Contact, Contact.id == Attempt.contact_id)
             .where(Call.client_request_id == request_id(attempt_id),
                    Call.destination_number == Contact.phone)).scalar())  # an outbound call's callee
-        if session_id:
+        if session_id:  # AT placed it: its outcome timer starts now
             guarded(lambda: db.session.execute(sa.update(Attempt).where(
                 Attempt.id == attempt_id, Attempt.status == "dialling").values(
-                status="placed", session_id=session_id)), write=True)
-    stale = guarded(lambda: list(db.session.execute(sa.select(Attempt.id).where(
-        Attempt.status.in_(("dialling", "placed")),
-        sa.func.coalesce(Attempt.dialled_at, Attempt.claimed_at) < now - outcome_timeout())).scalars()))
+                status="placed", session_id=session_id, dialled_at=now)), write=True)
+    # A dial still waiting on AT is not lost before AT's own timeout has passed, twice over.
+    unanswered = max(outcome_timeout(), timedelta(seconds=2 * float(current_app.config["AT_TIMEOUT_SECONDS"]) + 10))
+    stale = guarded(lambda: list(db.session.execute(sa.select(Attempt.id).where(sa.or_(
+        sa.and_(Attempt.status == "placed", Attempt.dialled_at < now - outcome_timeout()),
+        sa.and_(Attempt.status == "dialling",
+                sa.func.coalesce(Attempt.dialled_at, Attempt.claimed_at) < now - unanswered)))).scalars()))
     for attempt_id in stale:
         log.warning("campaign attempt %s had no outcome within %s: settled as a transient failure", attempt_id,
                     outcome_timeout())
