@@ -5,12 +5,14 @@ by default, the same PostgreSQL as DATABASE_URL when it names one (so workers on
 share one queue), or what VOICE_JOBS_URL names (sqlite:///path, postgresql://..., redis://...).
 
 Campaigns run on three tasks:
-- `campaigns.tick`, about once a second: start scheduled campaigns, settle ended calls, claim due
-  contacts within the pacing, and hand each claimed attempt to `campaigns.place`; it schedules
-  itself again, and at most one tick runs at a time (a lease in the queue's storage);
+- `campaigns.tick`, once a second: start scheduled campaigns, settle ended calls, claim due
+  contacts within the pacing, and hand each claimed attempt to `campaigns.place`; it queues itself
+  again (and waits out the rest of its second when it runs), and at most one tick runs at a time
+  (a lease in the queue's storage);
 - `campaigns.place`: dial one attempt (voice.campaigns.dispatch.place), on the worker's threads;
 - `campaigns.housekeeping`, every minute: settle what a killed worker or a lost notification
-  left, expire and complete campaigns, and start the tick again if it stopped.
+  left, expire and complete campaigns, and queue a tick (a chain of ticks a killed worker stopped
+  starts again; when one runs, the second ends at once).
 The truth is in the campaign tables, never in the queue: a task lost with its worker costs a
 delay, not a call.
 """
@@ -30,7 +32,6 @@ log = logging.getLogger(__name__)
 
 TICK_SECONDS = 1
 LEASE_SECONDS = 30      # a tick held longer than this by a killed worker is taken over
-REVIVE_SECONDS = 10     # housekeeping starts a new tick when none ran for this long
 LEASE, LAST = "campaigns.tick.lease", "campaigns.tick.last"
 
 
@@ -86,13 +87,16 @@ class Jobs:
             self._housekeeping)
 
     def _tick(self):
-        """One round of dispatch; the next is scheduled a second later by whoever held the lease."""
+        """One round of dispatch; whoever held the lease queues the next, which starts a second after this one."""
         from voice.campaigns import dispatch
 
-        now = time.time()
         last = self.huey.get(LAST, peek=True)
-        if last is not None and now - last < TICK_SECONDS / 2:
-            return  # another chain of ticks ran just now: this one ends, so one chain remains
+        if last is not None:  # a tick a second: wait out what is left of it (huey's scheduler only sees seconds)
+            time.sleep(min(TICK_SECONDS, max(0.0, last + TICK_SECONDS - time.time())))
+        now = time.time()
+        latest = self.huey.get(LAST, peek=True)
+        if latest != last and latest is not None and now - latest < TICK_SECONDS / 2:
+            return  # another chain of ticks ran meanwhile: this one ends, so one chain remains
         if not self._lease(now):
             return
         claimed = []
@@ -108,7 +112,7 @@ class Jobs:
             log.exception("campaign tick failed")
         finally:
             self.huey.delete(LEASE)
-            self.tick.schedule(delay=TICK_SECONDS)
+            self.tick()
         for attempt_id in claimed:
             self.place(attempt_id)
 
@@ -136,18 +140,13 @@ class Jobs:
 
         with self.app.app_context():
             try:
+                dispatch.settle(self.app.extensions["voice_flow"])  # what ended is settled, never taken for lost
                 dispatch.recover()
                 dispatch.expire_and_finish()
                 service.drop_abandoned()
             except Exception:
                 log.exception("campaign housekeeping failed")
-        self.revive()
-
-    def revive(self):
-        """Start the tick again unless one ran lately."""
-        last = self.huey.get(LAST, peek=True)
-        if last is None or time.time() - last > REVIVE_SECONDS:
-            self.tick()
+        self.tick()  # a chain stopped by a killed worker starts again; a second chain ends at its first tick
 
 
 def init_app(app):
@@ -167,6 +166,7 @@ def run_worker(app, threads):
     jobs = jobs_of(app)
     consumer = Consumer(jobs.huey, workers=threads, worker_type="thread", periodic=True, scheduler_interval=1,
                         initial_delay=0.05, max_delay=0.5, check_worker_health=True)
-    jobs.revive()
+    jobs.huey.delete(LEASE)  # a lease left by a killed worker; a live one's other chain ends at its next tick
+    jobs.tick()
     log.info("worker started: %s threads, jobs in %s", threads, type(jobs.huey.storage).__name__)
     consumer.run()

@@ -403,8 +403,10 @@ def recover(now=None):
                 status="placed", session_id=session_id, dialled_at=now)), write=True)
     # A dial still waiting on AT is not lost before AT's own timeout has passed, twice over.
     unanswered = max(outcome_timeout(), timedelta(seconds=2 * float(current_app.config["AT_TIMEOUT_SECONDS"]) + 10))
+    ended = sa.select(Call.id).where(Call.session_id == Attempt.session_id, sa.or_(
+        Call.ended_at.is_not(None), Call.state.in_(sorted(FINAL_STATES))))
     stale = guarded(lambda: list(db.session.execute(sa.select(Attempt.id).where(sa.or_(
-        sa.and_(Attempt.status == "placed", Attempt.dialled_at < now - outcome_timeout()),
+        sa.and_(Attempt.status == "placed", Attempt.dialled_at < now - outcome_timeout(), ~ended.exists()),
         sa.and_(Attempt.status == "dialling",
                 sa.func.coalesce(Attempt.dialled_at, Attempt.claimed_at) < now - unanswered)))).scalars()))
     for attempt_id in stale:
