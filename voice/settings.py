@@ -104,6 +104,14 @@ _CONVERTERS = {
 }
 
 
+# Numeric settings whose range matters: (name, lowest, highest).
+POSITIVE = (
+    ("VOICE_CAMPAIGN_MAX_CONCURRENT", 1, 100_000),
+    ("VOICE_CAMPAIGN_PER_MINUTE", 1, 1_000_000),
+    ("VOICE_CAMPAIGN_OUTCOME_MINUTES", 0.01, 7 * 24 * 60),
+    ("VOICE_CAMPAIGN_UPLOAD_MB", 1, 1024),
+    ("VOICE_WORKER_THREADS", 1, 64),
+)
 AT_CREDENTIALS = ("AT_USERNAME", "AT_API_KEY", "AT_VOICE_NUMBER")  # what a live service needs of AT
 ROLES = ("admin", "dialer", "viewer")
 SIMULATED_NUMBER = "+254711000000"
@@ -178,6 +186,9 @@ def build(config, mode):
     code = str(config["VOICE_DEFAULT_COUNTRY_CODE"]).strip().lstrip("+")
     if code and not (code.isdigit() and 1 <= len(code) <= 3):
         raise ValueError("VOICE_DEFAULT_COUNTRY_CODE must be a calling code such as 254")
+    for name, low, high in POSITIVE:
+        if not low <= float(config[name]) <= high:
+            raise ValueError(f"{name} must be from {low:g} to {high:g}, not {config[name]}")
     return Settings(
         mode=mode,
         api_keys=tuple(parse_api_keys(config["VOICE_API_KEYS"], config["VOICE_API_KEY"])),

@@ -35,6 +35,7 @@ def upgrade():
         sa.Column("next_dial_at", sa.DateTime()),
         sa.Column("contacts_total", sa.Integer, nullable=False),
         sa.Column("var_names", sa.JSON),
+        sa.Column("answer_keys", sa.JSON),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
         sa.Column("finished_at", sa.DateTime()),

@@ -37,7 +37,7 @@ class CallContext:
         return (self._row[1] if self._row else None) or {}
 
 
-def context_for(note, args):
+def context_for(note):
     """The CallContext of an outbound call, or None where no campaign can be involved."""
     if note.direction != "Outbound" or note.client_name:
         return None

@@ -16,7 +16,7 @@ from voice import phone, refusals
 from voice.shapes import has_control
 from voice.campaigns import rules
 from voice.campaigns.models import Contact, DoNotCall
-from voice.store.db import db
+from voice.store.db import db, guarded
 
 MAX_CONTACTS = 100_000
 MAX_VARS = 50
@@ -173,11 +173,15 @@ class Importer:
         self.refused.sort(key=lambda refusal: refusal["row"])
 
     def store(self, campaign_id, first_due):
-        """Insert the accepted contacts under `campaign_id`, due from `first_due(zone)`; in chunks, in this session."""
+        """Insert the accepted contacts under `campaign_id`, due from `first_due(zone)` (None: the campaign's window
+        never opens for them before notAfter, so they are `expired`); CHUNK a transaction, each in the host's write
+        turn, so callbacks wait for one chunk at most."""
         table = Contact.__table__
         for start in range(0, len(self.accepted), CHUNK):
-            db.session.execute(table.insert(), [
-                {"campaign_id": campaign_id, "row": row, "phone": number, "zone": zone, "vars": variables or None,
-                 "status": "pending", "attempts": 0, "planned": 0, "transients": 0,
-                 "next_attempt_at": first_due(zone)}
-                for row, number, zone, variables in self.accepted[start:start + CHUNK]])
+            rows = []
+            for row, number, zone, variables in self.accepted[start:start + CHUNK]:
+                due = first_due(zone)
+                rows.append({"campaign_id": campaign_id, "row": row, "phone": number, "zone": zone,
+                             "vars": variables or None, "status": "pending" if due else "expired", "attempts": 0,
+                             "planned": 0, "transients": 0, "next_attempt_at": due})
+            guarded(lambda: db.session.execute(table.insert(), rows), write=True)

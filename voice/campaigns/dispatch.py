@@ -14,6 +14,7 @@ after VOICE_CAMPAIGN_OUTCOME_MINUTES (docs/campaigns.md).
 
 import logging
 import math
+import re
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -37,7 +38,6 @@ FIRST_SLOTS = timedelta(seconds=1)     # what a campaign's first claim may use
 LOST_JOB = timedelta(minutes=2)        # a claimed attempt whose job never ran is withdrawn after this (or sooner:
                                        # after the outcome timeout, when that is shorter)
 BUSY_DELAY = timedelta(seconds=5)      # this worker's AT requests were all in use: try again this soon
-IN_PROGRESS = ("claimed", "dialling", "placed")  # an attempt's statuses while its contact is `calling`
 FINAL_ENTRY_ERRORS = ("InvalidPhoneNumber", "DestinationNotSupported")
 
 
@@ -70,7 +70,7 @@ def claim(now=None):
     if not running:
         return []
     account_slots = int(config["VOICE_CAMPAIGN_MAX_CONCURRENT"]) - guarded(lambda: db.session.execute(
-        sa.select(sa.func.count()).select_from(Attempt).where(Attempt.status.in_(IN_PROGRESS))).scalar())
+        sa.select(sa.func.count()).select_from(Attempt).where(Attempt.status.in_(rules.ATTEMPT_IN_PROGRESS))).scalar())
     account_rate = _account_rate(now, int(config["VOICE_CAMPAIGN_PER_MINUTE"]))
     claimed = []
     for campaign_id in running:
@@ -101,10 +101,13 @@ def _claim_one(campaign_id, now, room):
     in_progress = db.session.execute(sa.select(sa.func.count()).select_from(Contact).where(
         Contact.campaign_id == campaign_id, Contact.status == "calling")).scalar()
     interval = timedelta(seconds=60 / campaign.per_minute)
+    last_minute = db.session.execute(sa.select(sa.func.count()).select_from(Attempt).where(
+        Attempt.campaign_id == campaign_id, Attempt.claimed_at > now - timedelta(minutes=1),
+        Attempt.status != "withdrawn")).scalar()
     # Slots 60/perMinute apart from the last one used; a campaign's first tick may use a second's worth.
     base = max(campaign.next_dial_at or now - FIRST_SLOTS, now - CLAIM_BACKLOG)
     by_rate = 0 if base > now else math.floor((now - base) / interval) + 1
-    room = min(room, campaign.max_concurrent - in_progress, by_rate)
+    room = min(room, campaign.max_concurrent - in_progress, by_rate, campaign.per_minute - last_minute)
     if room <= 0:
         return []
     window = rules.window_from_json(campaign.window)
@@ -164,7 +167,7 @@ def place(attempt_id):
         return "taken"
     number, campaign_id, owner, status, listed = taken
     if status != "running":
-        return _withdraw(attempt_id, now, cancelled=status == "cancelled", error="campaign " + status)
+        return _withdraw(attempt_id, now, error="campaign " + status)
     if listed:
         return _finish(attempt_id, now, "optedOut", "optedOut", error="on the do-not-call list")
     try:
@@ -184,9 +187,19 @@ def place(attempt_id):
         if exc.at_status == "InsufficientCredit":
             _pause(campaign_id, "credit")
             return _withdraw(attempt_id, now, error="InsufficientCredit")
-        return _transient(attempt_id, now, error=exc.code)
+        status = _http_status(exc)
+        if status in (401, 403):  # AT refuses our credentials: every dial would fail alike
+            _pause(campaign_id, "credentials")
+            return _withdraw(attempt_id, now, error=exc.code)
+        if exc.code == "at_unreachable" or (status is not None and status < 500):
+            return _transient(attempt_id, now, error=exc.code)  # AT surely took no call
+        # A timeout, a 5xx or an answer we cannot read: AT may have queued the call. The attempt stays
+        # `dialling`: AT's notifications (its clientRequestId) adopt it, else it is transient after a while.
+        log.warning("campaign attempt %s: AT's answer to the dial was lost (%s)", attempt_id, exc.code)
+        return "unknown"
     except NotConfigured as exc:
-        return _transient(attempt_id, now, error=str(exc)[:255])
+        _pause(campaign_id, "credentials")
+        return _withdraw(attempt_id, now, error=str(exc)[:255])
     entry = next(iter(answer.get("entries") or []), {})
     session_id = entry.get("sessionId")
     if not guarded(lambda: db.session.execute(sa.update(Attempt).where(
@@ -200,12 +213,21 @@ def place(attempt_id):
     return "placed"
 
 
-def _withdraw(attempt_id, due_at, cancelled=False, error=None):
-    """Nobody was dialled: the attempt is withdrawn and its contact waits again (due at `due_at`), uncounted."""
+def _http_status(exc):
+    """The HTTP status AT answered with, as the client's message of a refused request gives it, or None."""
+    found = re.search(r"\bHTTP (\d{3})\b", exc.message or "")
+    return int(found.group(1)) if found else None
+
+
+def _withdraw(attempt_id, due_at, error=None):
+    """Nobody was dialled: the attempt is withdrawn and its contact waits again (due at `due_at`), uncounted; or is
+    cancelled with its campaign (read in this transaction: a cancel may have come while AT was asked)."""
 
     def work():
         attempt = db.session.get(Attempt, attempt_id)
         contact = db.session.get(Contact, attempt.contact_id)
+        cancelled = db.session.execute(sa.select(Campaign.status).where(
+            Campaign.id == attempt.campaign_id)).scalar() == "cancelled"
         attempt.status, attempt.outcome, attempt.error = "withdrawn", "withdrawn", (error or "")[:255]
         contact.attempts -= 1
         if cancelled:
@@ -295,6 +317,8 @@ def _settle_batch(flow, now):
         if call.session_id in answered:
             played = progress.replay(flow, campaign.step, callbacks.get(call.session_id, []))
         _settle_one(attempt, call, contact, campaign, played, contact.phone in listed, now)
+        if played is not None and set(played.answers) - set(campaign.answer_keys or ()):
+            campaign.answer_keys = list(dict.fromkeys([*(campaign.answer_keys or ()), *played.answers]))
     for campaign in campaigns.values():
         _check_budget(campaign)
     return len(rows)
@@ -362,15 +386,20 @@ def _next(attempt, kind, ended, contact=None, campaign=None):
 
 
 def _check_budget(campaign):
-    """Pause a campaign whose calls have cost its budget or more (in the budget's currency)."""
+    """Pause a campaign whose calls have cost its budget or more, or cost anything in another currency (which the
+    budget cannot be compared with)."""
     if campaign.budget_amount is None or campaign.status != "running":
         return
-    spent = db.session.execute(sa.select(sa.func.coalesce(sa.func.sum(Attempt.amount), 0)).where(
-        Attempt.campaign_id == campaign.id, Attempt.currency == campaign.budget_currency)).scalar()
-    if spent >= campaign.budget_amount:
-        campaign.status, campaign.paused_reason, campaign.updated_at = "paused", "budget", utcnow()
-        log.warning("campaign %s paused: its calls cost %s %s, its budget is %s", campaign.id, spent,
-                    campaign.budget_currency, campaign.budget_amount)
+    costs = dict(db.session.execute(sa.select(Attempt.currency, sa.func.sum(Attempt.amount)).where(
+        Attempt.campaign_id == campaign.id, Attempt.amount > 0).group_by(Attempt.currency)).all())
+    spent = costs.pop(campaign.budget_currency, 0)
+    if spent >= campaign.budget_amount or costs:
+        # Only a running campaign is paused: a cancel or an operator's pause meanwhile stands.
+        paused = db.session.execute(sa.update(Campaign).where(Campaign.id == campaign.id, Campaign.status == "running")
+                                    .values(status="paused", paused_reason="budget", updated_at=utcnow())).rowcount
+        if paused:
+            log.warning("campaign %s paused: its calls cost %s %s%s, its budget is %s", campaign.id, spent,
+                        campaign.budget_currency, f" and {sorted(costs)}" if costs else "", campaign.budget_amount)
 
 
 # --- housekeeping ----------------------------------------------------------------------------------------------
@@ -430,11 +459,18 @@ def expire_and_finish(now=None):
             db.session.execute(sa.update(Contact).where(Contact.campaign_id == campaign_id,
                                                         Contact.status.in_(rules.WAITING))
                                .values(status="expired", next_attempt_at=None, updated_at=now))
+        # A contact a settle planned again while its campaign was being cancelled: cancelled too.
+        for campaign_id in db.session.execute(sa.select(Contact.campaign_id.distinct()).join(
+                Campaign, Campaign.id == Contact.campaign_id).where(
+                Campaign.status == "cancelled", Contact.status.in_(rules.WAITING))).scalars().all():
+            db.session.execute(sa.update(Contact).where(Contact.campaign_id == campaign_id,
+                                                        Contact.status.in_(rules.WAITING))
+                               .values(status="cancelled", next_attempt_at=None, updated_at=now))
         open_ = sa.or_(Campaign.status == "running", sa.and_(Campaign.status.in_(("paused", "scheduled")),
                                                              Campaign.not_after.is_not(None), Campaign.not_after <= now))
         for campaign in db.session.execute(sa.select(Campaign).where(open_)).scalars():
             left = db.session.execute(sa.select(Contact.id).where(
-                Contact.campaign_id == campaign.id, Contact.status.in_(("pending", "calling", "retry"))).limit(1)).first()
+                Contact.campaign_id == campaign.id, Contact.status.in_(rules.OPEN)).limit(1)).first()
             if left is None:
                 campaign.status, campaign.finished_at, campaign.updated_at = "completed", now, now
                 done += 1

@@ -12,11 +12,6 @@ log = logging.getLogger(__name__)
 PAGE = 500
 
 
-def listed(number):
-    """True when `number` (E.164) is on the list."""
-    return guarded(lambda: db.session.get(DoNotCall, number) is not None)
-
-
 def add(numbers, added_by, source):
     """Put `numbers` (E.164) on the list; the ones that were not on it yet."""
 

@@ -37,6 +37,7 @@ class Campaign(db.Model):
     next_dial_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the pacing's next free slot
     contacts_total: Mapped[int] = mapped_column(sa.Integer, default=0)
     var_names: Mapped[list | None] = mapped_column(sa.JSON)  # the contacts' variables, for the results' columns
+    answer_keys: Mapped[list | None] = mapped_column(sa.JSON)  # the answers' keys its calls saved, likewise
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -38,11 +38,13 @@ def replay(flow, start, callbacks):
         digits = digits if isinstance(digits, str) else None
         sent = "dtmfDigits" in form
         save = params.get("save")
+        if save not in flow.save_keys:  # a callback URL names only the flow's own keys; anything else is not ours
+            save = None
         kind, target, _, _ = ivr.route(flow, step, params, sent, digits)
         if save and sent and digits not in (None, "", "None"):
             if step.menu is not None and params.get("step") == step.name:
-                if kind == ivr.PLAY:  # a menu's answer is the option chosen
-                    progress.answers[save] = ivr.chosen(step.menu, digits)
+                if kind == ivr.PLAY and step.menu.save:  # a menu's answer is the option chosen, under its own key
+                    progress.answers[step.menu.save] = ivr.chosen(step.menu, digits)
             else:
                 progress.answers[save] = digits.removesuffix("#")
         if kind in (ivr.PLAY, ivr.FAIL) and target is not None:

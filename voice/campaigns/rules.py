@@ -23,6 +23,8 @@ DEFAULT_RETRY = "30m 2h"
 
 # A contact's statuses: still to be called, being called, and how each ended.
 WAITING = ("pending", "retry")
+OPEN = WAITING + ("calling",)  # still to be called, or being called
+ATTEMPT_IN_PROGRESS = ("claimed", "dialling", "placed")  # an attempt's statuses while its contact is `calling`
 FINISHED = ("completed", "breakoff", "unreached", "failed", "expired", "optedOut", "refused", "cancelled")
 STATUSES = ("pending", "calling", "retry") + FINISHED
 CAMPAIGN_STATUSES = ("scheduled", "running", "paused", "completed", "cancelled")

@@ -284,7 +284,7 @@ def account_figures():
         campaigns = dict(db.session.execute(sa.select(Campaign.status, sa.func.count()).where(
             Campaign.status != "importing").group_by(Campaign.status)).all())
         in_progress = dict(db.session.execute(sa.select(Campaign.status, sa.func.count()).select_from(Attempt).join(
-            Campaign, Campaign.id == Attempt.campaign_id).where(Attempt.status.in_(("claimed", "dialling", "placed")))
+            Campaign, Campaign.id == Attempt.campaign_id).where(Attempt.status.in_(rules.ATTEMPT_IN_PROGRESS))
             .group_by(Campaign.status)).all())
         attempts = dict(db.session.execute(sa.select(Attempt.outcome, sa.func.count()).where(
             Attempt.status == "ended").group_by(Attempt.outcome)).all())
@@ -438,7 +438,8 @@ def _results(campaign_id, answer_keys, var_keys):
         for contact_id, number, status, attempts, state, cause, duration, answers, variables in rows:
             cost, currency = costs.get(contact_id, (None, None))
             answers, variables = answers or {}, variables or {}
-            lines.append([number, status, attempts, state, cause, duration, cost, currency]
+            # The number is ours (checked E.164); every text AT, a caller or the list supplied is made inert.
+            lines.append([number, status, attempts, _cell(state), _cell(cause), duration, cost, _cell(currency)]
                          + [_cell(answers.get(key)) for key in answer_keys]
                          + [_cell(variables.get(key)) for key in var_keys])
         yield _lines(lines)
@@ -460,18 +461,15 @@ def _attempts(campaign_id):
     yield _lines([["phone", "attempt", "dialledAt", "endedAt", "sessionId", "state", "hangupCause", "duration",
                    "cost", "currency", "outcome", "error", "answers"]])
     for rows in _chunks(query, Attempt.id):
-        yield _lines([[number, attempt, iso(dialled), iso(ended), session_id, state, cause, duration, amount,
-                       currency, outcome, error, _cell(json.dumps(answers, sort_keys=True)) if answers else ""]
+        yield _lines([[number, attempt, iso(dialled), iso(ended), _cell(session_id), _cell(state), _cell(cause),
+                       duration, amount, _cell(currency), outcome, _cell(error),
+                       _cell(json.dumps(answers, sort_keys=True)) if answers else ""]
                       for _, number, attempt, dialled, ended, session_id, state, cause, duration, amount, currency,
                       outcome, error, answers in rows])
 
 
 def _keys(campaign):
-    """The answer keys (the flow's saves, and any the contacts hold) and the variable names of a campaign, sorted."""
-    flow = current_app.extensions["voice_flow"]
-    keys = {step.menu.save for step in flow.steps.values() if step.menu is not None and step.menu.save}
-    keys |= {action.save for step in flow.steps.values() for action in step.actions or () if action and action.save}
-    for (answers,) in guarded(lambda: db.session.execute(sa.select(Contact.answers).where(
-            Contact.campaign_id == campaign.id, Contact.answers.is_not(None))).all()):
-        keys.update(answers or {})
-    return sorted(keys), list(campaign.var_names or [])
+    """The answer keys (the deployed flow's saves, then any other its calls saved) and the variable names of a
+    campaign, in order."""
+    keys = [*current_app.extensions["voice_flow"].save_keys, *(campaign.answer_keys or ())]
+    return list(dict.fromkeys(keys)), list(campaign.var_names or [])

@@ -3,6 +3,7 @@
 A step is a list of actions, a menu, or a Python callable that returns actions.
 """
 
+import dataclasses
 import functools
 import re
 from dataclasses import dataclass, field
@@ -53,8 +54,7 @@ class Action:
         if text and self.element == "Say":
             text = PLACEHOLDER.sub(lambda found: variables.get(found.group(1), ""), text)
         prompt = self.prompt.with_variables(variables) if self.prompt is not None else None
-        return Action(self.element, dict(self.attrs), text, prompt, self.next, self.clients, self.client_dialed,
-                      self.save)
+        return dataclasses.replace(self, attrs=dict(self.attrs), text=text, prompt=prompt)
 
 
 @dataclass
@@ -119,6 +119,16 @@ class Flow:
     clients: str | None = None
     # The steps that end a campaign's call as completed (none given: any step that leads nowhere).
     ends: list = field(default_factory=list)
+
+    @functools.cached_property
+    def save_keys(self):
+        """Every key a menu or a getDigits of this flow saves a campaign's answer under, in step order."""
+        keys = []
+        for step in self.steps.values():
+            if step.menu is not None and step.menu.save:
+                keys.append(step.menu.save)
+            keys += [action.save for action in step.actions or () if action is not None and action.save]
+        return list(dict.fromkeys(keys))
 
     def is_end(self, name):
         """True when playing the step `name` completes a campaign contact."""

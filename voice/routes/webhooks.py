@@ -40,7 +40,7 @@ def instruct():
     annotate(req.environ, detail="step=" + req.args.get("step", "start")[:64])
     try:
         return xml_response(ivr.answer(app.extensions["voice_flow"], note, req.args, req.form,
-                                       calling.context_for(note, req.args)))
+                                       calling.context_for(note)))
     except ivr.FlowProblem as exc:
         log.error("call %s: %s; answered with the apology", note.session_id, exc)
         return apology()
