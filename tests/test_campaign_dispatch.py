@@ -615,3 +615,87 @@ def test_not_after_expires_the_contacts_still_waiting(app, client, at):
     assert [worker.contact(number).status for number in (ANSWERS, ANSWERS_TOO)] == ["expired", "expired"]
     assert worker.campaign(campaign_id).status == "completed"
     assert worker.claim(advance=0) == [] and sent(at, "/call") == []
+
+
+# --- what a maintainer's review found -------------------------------------------------------------------------
+
+BAD_CREDENTIALS = "+254700000401"  # the simulated AT answers 401 for it, as AT does for a wrong key
+
+
+def test_at_refusing_our_credentials_pauses_the_campaign_and_uses_up_no_contact(app, client, at):
+    campaign_id = create(client, [BAD_CREDENTIALS, ANSWERS])
+    worker = Worker(app)
+    assert "withdrawn" in worker.dial(count=2).values()
+    campaign = worker.campaign(campaign_id)
+    assert (campaign.status, campaign.paused_reason) == ("paused", "credentials")
+    contact = worker.contact(BAD_CREDENTIALS)
+    assert (contact.status, contact.attempts, contact.transients) == ("pending", 0, 0)
+
+
+def test_a_cancel_while_at_is_asked_cancels_the_contact_it_withdraws(app, client, at):
+    campaign_id = create(client, [ANSWERS])
+    worker = Worker(app)
+    attempt_id, = worker.claim()
+    client.post(f"/voice/campaigns/{campaign_id}/cancel", headers=KEY)
+    # The dial read the campaign as running before the cancel: withdrawing reads it again.
+    worker.run(lambda: dispatch._withdraw(attempt_id, worker.now, error="busy"))
+    assert worker.contact(ANSWERS).status == "cancelled"
+
+
+def test_a_contact_planned_again_in_a_cancelled_campaign_is_cancelled_by_housekeeping(app, client, at):
+    campaign_id = create(client, [NO_ANSWER], retry="1s")
+    worker = Worker(app)
+    worker.dial()
+    client.post(f"/voice/campaigns/{campaign_id}/cancel", headers=KEY)
+    with app.app_context():  # a settle that read the campaign before the cancel planned a retry
+        db.session.execute(sa.update(Contact).where(Contact.phone == NO_ANSWER).values(
+            status="retry", next_attempt_at=worker.now))
+        db.session.commit()
+    worker.run(lambda: dispatch.expire_and_finish(worker.now))
+    assert worker.contact(NO_ANSWER).status == "cancelled"
+
+
+def test_per_minute_holds_over_any_minute_across_a_pause(app, client, at):
+    campaign_id = create(client, [f"+2547123000{n:02d}" for n in range(12)], perMinute=3, maxConcurrent=100)
+    worker = Worker(app)
+    claimed = []
+    for second in range(60):
+        claimed += worker.claim(advance=1)
+        if second == 30:  # a pause and a resume reset nothing of the minute's count
+            client.post(f"/voice/campaigns/{campaign_id}/pause", headers=KEY)
+            client.post(f"/voice/campaigns/{campaign_id}/resume", headers=KEY)
+    assert len(claimed) == 3
+
+
+def test_a_cost_in_another_currency_pauses_a_budgeted_campaign(app, client, at):
+    campaign_id = create(client, [ANSWERS], budget={"amount": 1000, "currency": "USD"})
+    worker = Worker(app)
+    worker.dial()
+    worker.settle()  # the simulated AT charges in KES: the USD budget cannot tell how much was spent
+    campaign = worker.campaign(campaign_id)
+    assert (campaign.status, campaign.paused_reason) == ("paused", "budget")
+
+
+def test_contacts_whose_window_never_opens_before_not_after_are_expired_at_import(app, client, at):
+    start = utcnow() + timedelta(days=1)
+    body = {"contacts": [ANSWERS], "startAt": start.isoformat(), "notAfter": (start + timedelta(days=2)).isoformat(),
+            "window": {"from": "08:00", "to": "09:00", "days": ["mon"], "skip": []}}
+    # Pick a start such that no Monday falls in the two days.
+    while any((start + timedelta(days=n)).astimezone(ZoneInfo("Africa/Nairobi")).weekday() == 0 for n in range(3)):
+        start += timedelta(days=1)
+        body.update(startAt=start.isoformat(), notAfter=(start + timedelta(days=2)).isoformat())
+    response = client.post("/voice/campaigns", json=body, headers=KEY)
+    assert response.status_code == 201
+    assert worker_contact_status(app, ANSWERS) == "expired"
+
+
+def worker_contact_status(app, number):
+    return Worker(app).contact(number).status
+
+
+def test_an_answer_under_a_key_the_flow_does_not_save_is_ignored(app):
+    from voice.campaigns import progress
+
+    flow = app.extensions["voice_flow"]
+    forged = [({"step": "goodbye", "save": "anything"}, {"dtmfDigits": "1", "isActive": "1"})]
+    assert progress.replay(flow, None, forged).answers == {}
