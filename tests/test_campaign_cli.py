@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.helpers import KEY, WEBHOOK_TOKEN, database_locked
-from voice.campaigns import dispatch
+from voice.campaigns import dispatch, settling
 from voice.campaigns.models import Attempt
 from voice.store.db import db
 
@@ -259,8 +259,8 @@ def finished(app, client, cli, simulated_at, live_app, tmp_path):
         with app.app_context():
             for attempt_id in dispatch.claim():
                 dispatch.place(attempt_id)
-            dispatch.settle(flow)
-            dispatch.expire_and_finish()
+            settling.settle(flow)
+            settling.expire_and_finish()
             placed = db.session.execute(sa.select(sa.func.count()).select_from(Attempt).where(
                 Attempt.status.in_(("claimed", "dialling", "placed")))).scalar()
         if not placed and client.get(f"/voice/campaigns/{campaign_id}", headers=KEY).get_json()["status"] \

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from tests.helpers import KEY, WEBHOOK_TOKEN, sent
 from voice.at.client import get_client
-from voice.campaigns import dispatch
+from voice.campaigns import dispatch, outcomes, settling
 from voice.campaigns.models import Attempt, Campaign, Contact, request_id
 from voice.store.db import db, utcnow
 from voice.store.records import Call
@@ -110,7 +110,7 @@ class Worker:
         """Settle the calls that ended, waiting (bounded) until no attempt is `placed`: every callee played out."""
         deadline = time.monotonic() + WAIT
         while True:
-            left = self.run(lambda: (dispatch.settle(self.flow, self.now), db.session.execute(
+            left = self.run(lambda: (settling.settle(self.flow, self.now), db.session.execute(
                 sa.select(sa.func.count()).select_from(Attempt).where(Attempt.status == "placed")).scalar())[1])
             if not left:
                 return
@@ -249,11 +249,11 @@ def test_at_answering_500_is_a_transient_failure_once_no_call_turns_up(app, clie
     assert list(worker.dial().values()) == ["unknown"]
     assert worker.contact(AT_500).status == "calling"
     with app.app_context():
-        dispatch.recover(utcnow() + timedelta(seconds=5))  # within twice AT's timeout: still waiting
+        settling.recover(utcnow() + timedelta(seconds=5))  # within twice AT's timeout: still waiting
     assert worker.contact(AT_500).status == "calling"
     later = utcnow() + timedelta(minutes=61)  # past the outcome timeout, and no call came
     with app.app_context():
-        dispatch.recover(later)
+        settling.recover(later)
     contact = worker.contact(AT_500)
     assert (contact.status, contact.attempts, contact.planned, contact.transients) == ("retry", 1, 0, 1)
     assert contact.next_attempt_at == later + timedelta(minutes=1)
@@ -526,10 +526,10 @@ def test_an_attempt_left_claimed_is_withdrawn_after_the_lost_job_time_and_dialle
     worker = Worker(app)
     (lost,) = worker.claim()
     claimed_at = worker.now
-    assert worker.run(lambda: dispatch.recover(claimed_at + timedelta(minutes=1))) == 0
+    assert worker.run(lambda: settling.recover(claimed_at + timedelta(minutes=1))) == 0
     assert worker.attempt(lost).status == "claimed"
-    later = claimed_at + dispatch.LOST_JOB + timedelta(seconds=1)
-    worker.run(lambda: dispatch.recover(later))
+    later = claimed_at + settling.LOST_JOB + timedelta(seconds=1)
+    worker.run(lambda: settling.recover(later))
     assert worker.attempt(lost).status == "withdrawn"
     contact = worker.contact(ANSWERS)
     assert (contact.status, contact.attempts, contact.next_attempt_at) == ("pending", 0, later)
@@ -560,9 +560,9 @@ def test_an_attempt_left_dialling_whose_call_at_placed_is_adopted(app, client, a
             Call.client_request_id == request_id(attempt_id), Call.ended_at.is_not(None))).scalar()) is None:
         assert time.monotonic() < deadline, "the simulated callee never ended the call"
         time.sleep(0.05)
-    worker.run(lambda: dispatch.recover(claimed_at + timedelta(minutes=1)))
+    worker.run(lambda: settling.recover(claimed_at + timedelta(minutes=1)))
     assert worker.attempt(attempt_id).status == "dialling"   # too early to tell a lost answer from a slow one
-    worker.run(lambda: dispatch.recover(claimed_at + dispatch.LOST_JOB + timedelta(seconds=1)))
+    worker.run(lambda: settling.recover(claimed_at + settling.LOST_JOB + timedelta(seconds=1)))
     attempt = worker.attempt(attempt_id)
     assert attempt.status == "placed" and attempt.session_id
     worker.settle()
@@ -577,10 +577,10 @@ def test_a_placed_call_without_an_outcome_settles_as_transient_after_the_timeout
     worker = Worker(app)
     (attempt_id,) = worker.dial()
     dialled = worker.attempt(attempt_id).dialled_at
-    worker.run(lambda: dispatch.recover(dialled + timedelta(minutes=59)))
+    worker.run(lambda: settling.recover(dialled + timedelta(minutes=59)))
     assert worker.attempt(attempt_id).status == "placed"
     timeout = dialled + timedelta(minutes=app.config["VOICE_CAMPAIGN_OUTCOME_MINUTES"], seconds=1)
-    worker.run(lambda: dispatch.recover(timeout))
+    worker.run(lambda: settling.recover(timeout))
     attempt, contact = worker.attempt(attempt_id), worker.contact(ANSWERS)
     assert (attempt.status, attempt.outcome) == ("ended", "transient")
     assert (contact.status, contact.planned, contact.transients) == ("retry", 0, 1)
@@ -594,14 +594,14 @@ def test_a_campaign_completes_when_no_contact_waits_or_is_calling(app, client, a
     campaign_id = create(client, [ANSWERS, NO_ANSWER], retry="1s")
     worker = Worker(app)
     worker.dial(count=2)
-    assert worker.run(lambda: dispatch.expire_and_finish(worker.now)) == 0   # two calls in progress
+    assert worker.run(lambda: settling.expire_and_finish(worker.now)) == 0   # two calls in progress
     worker.settle()
     assert worker.contact(NO_ANSWER).status == "retry"
-    assert worker.run(lambda: dispatch.expire_and_finish(worker.now)) == 0   # one contact waits
+    assert worker.run(lambda: settling.expire_and_finish(worker.now)) == 0   # one contact waits
     worker.until_due()
     worker.dial(advance=0)
     worker.settle()
-    assert worker.run(lambda: dispatch.expire_and_finish(worker.now)) == 1
+    assert worker.run(lambda: settling.expire_and_finish(worker.now)) == 1
     shown = client.get(f"/voice/campaigns/{campaign_id}", headers=KEY).get_json()
     assert shown["status"] == "completed" and shown["finishedAt"]
     assert shown["counts"]["completed"] == 1 and shown["counts"]["unreached"] == 1
@@ -611,7 +611,7 @@ def test_not_after_expires_the_contacts_still_waiting(app, client, at):
     not_after = utcnow() + timedelta(minutes=10)
     campaign_id = create(client, [ANSWERS, ANSWERS_TOO], notAfter=not_after.isoformat())
     worker = Worker(app, now=not_after + timedelta(seconds=1))
-    assert worker.run(lambda: dispatch.expire_and_finish(worker.now)) == 1
+    assert worker.run(lambda: settling.expire_and_finish(worker.now)) == 1
     assert [worker.contact(number).status for number in (ANSWERS, ANSWERS_TOO)] == ["expired", "expired"]
     assert worker.campaign(campaign_id).status == "completed"
     assert worker.claim(advance=0) == [] and sent(at, "/call") == []
@@ -638,7 +638,7 @@ def test_a_cancel_while_at_is_asked_cancels_the_contact_it_withdraws(app, client
     attempt_id, = worker.claim()
     client.post(f"/voice/campaigns/{campaign_id}/cancel", headers=KEY)
     # The dial read the campaign as running before the cancel: withdrawing reads it again.
-    worker.run(lambda: dispatch._withdraw(attempt_id, worker.now, error="busy"))
+    worker.run(lambda: outcomes.withdraw(attempt_id, worker.now, error="busy"))
     assert worker.contact(ANSWERS).status == "cancelled"
 
 
@@ -651,7 +651,7 @@ def test_a_contact_planned_again_in_a_cancelled_campaign_is_cancelled_by_houseke
         db.session.execute(sa.update(Contact).where(Contact.phone == NO_ANSWER).values(
             status="retry", next_attempt_at=worker.now))
         db.session.commit()
-    worker.run(lambda: dispatch.expire_and_finish(worker.now))
+    worker.run(lambda: settling.expire_and_finish(worker.now))
     assert worker.contact(NO_ANSWER).status == "cancelled"
 
 

@@ -15,7 +15,7 @@ import yaml
 
 from tests.helpers import INSTRUCT, KEY, WEBHOOK_TOKEN
 from voice import flows
-from voice.campaigns import dispatch, progress
+from voice.campaigns import dispatch, progress, settling
 from voice.campaigns.models import Attempt, Contact, request_id
 from voice.store.db import db
 
@@ -441,8 +441,8 @@ def test_a_survey_campaign_runs_to_its_results(app, client, live_app, simulated_
     status = None
     while time.monotonic() < deadline:
         with app.app_context():
-            dispatch.settle(flow)
-            dispatch.expire_and_finish()
+            settling.settle(flow)
+            settling.expire_and_finish()
             for attempt_id in dispatch.claim():
                 dispatch.place(attempt_id)
         status = client.get(f"/voice/campaigns/{campaign_id}", headers=KEY).get_json()

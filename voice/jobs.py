@@ -88,7 +88,7 @@ class Jobs:
 
     def _tick(self):
         """One round of dispatch; whoever held the lease queues the next, which starts a second after this one."""
-        from voice.campaigns import dispatch
+        from voice.campaigns import dispatch, settling
 
         last = self.huey.get(LAST, peek=True)
         if last is not None:  # a tick a second: wait out what is left of it (huey's scheduler only sees seconds)
@@ -105,8 +105,8 @@ class Jobs:
             with self.app.app_context():
                 flow = self.app.extensions["voice_flow"]
                 dispatch.start_scheduled()
-                dispatch.settle(flow)
-                dispatch.expire_and_finish()
+                settling.settle(flow)
+                settling.expire_and_finish()
                 claimed = dispatch.claim()
         except Exception:  # the next tick tries again; a database outage must not end the chain
             log.exception("campaign tick failed")
@@ -136,13 +136,13 @@ class Jobs:
                 log.exception("campaign attempt %s could not be placed", attempt_id)
 
     def _housekeeping(self):
-        from voice.campaigns import dispatch, service
+        from voice.campaigns import service, settling
 
         with self.app.app_context():
             try:
-                dispatch.settle(self.app.extensions["voice_flow"])  # what ended is settled, never taken for lost
-                dispatch.recover()
-                dispatch.expire_and_finish()
+                settling.settle(self.app.extensions["voice_flow"])  # what ended is settled, never taken for lost
+                settling.recover()
+                settling.expire_and_finish()
                 service.drop_abandoned()
             except Exception:
                 log.exception("campaign housekeeping failed")

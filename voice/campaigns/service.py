@@ -1,122 +1,27 @@
-"""What the API and the CLI do with campaigns: create one from a list, show it, pause, resume, cancel, export.
+"""What the API and the CLI do with campaigns: create one from a list, show it, pause, resume, cancel (the settings
+ are read in spec.py, the results written in exports.py).
 
 A 100,000-contact list is checked in memory once and stored in chunks, each its own short
 transaction, so callbacks never wait behind an import; the campaign stays `importing` (seen by
 nobody, dialled by nobody) until its last chunk is in.
 """
 
-import csv
-import io
-import json
 from datetime import timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
-from flask import current_app
 
-from voice import settings, shapes
+from voice import settings
 from voice.campaigns import rules
 from voice.campaigns.contacts import Importer, ListError, rows_of_csv, rows_of_json
 from voice.campaigns.models import Attempt, Campaign, Contact
+from voice.campaigns.spec import budget_of, read_rules
 from voice.errors import APIError
 from voice.store.db import StoreUnavailable, db, guarded, iso, utcnow
 
 PAGE = 100
 MAX_ID = 2 ** 31 - 1
-MAX_NAME = 128
 ABANDONED_IMPORT = timedelta(minutes=10)
-
-
-def _bad(message):
-    return APIError(400, "bad_field", message)
-
-
-def _text(spec, name, limit, default=None):
-    value = spec.get(name)
-    if value is None:  # absent, or JSON's null
-        return default
-    if not isinstance(value, str) or not value.strip() or len(value) > limit or shapes.has_control(value):
-        raise _bad(f"{name} must be text of 1 to {limit} characters")
-    return value.strip()
-
-
-def _count(spec, name, default, low, high):
-    value = spec.get(name)
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise _bad(f"{name} must be a whole number from {low} to {high}")
-    number = shapes.whole(str(value), low, high)
-    if number is None or str(value).strip() != str(number):
-        raise _bad(f"{name} must be a whole number from {low} to {high}")
-    return number
-
-
-def _json_field(spec, name):
-    """A field that is an object in JSON, and may come as JSON text in a form."""
-    value = spec.get(name)
-    if isinstance(value, str) and value.strip().startswith("{"):
-        try:
-            return json.loads(value)
-        except ValueError:
-            raise _bad(f"{name} is not valid JSON") from None
-    return value
-
-
-def _budget(spec):
-    value = _json_field(spec, "budget")
-    if value is None or value == "":
-        return None, None
-    if isinstance(value, str):  # "500 KES" in a form or on the command line
-        amount, _, currency = value.strip().partition(" ")
-        value = {"amount": amount, "currency": currency.strip()}
-    if not isinstance(value, dict) or set(value) != {"amount", "currency"}:
-        raise _bad("budget must be {\"amount\": 500, \"currency\": \"KES\"}")
-    raw = value["amount"]
-    amount = None if isinstance(raw, bool) else shapes.decimal(str(raw), Decimal("0.0001"), Decimal("1e12"))
-    currency = value["currency"]
-    if amount is None or not isinstance(currency, str) or not currency.isascii() or not currency.isalpha() \
-            or len(currency) != 3:
-        raise _bad("budget must be a positive amount and a 3-letter currency code, e.g. {\"amount\": 500, "
-                   "\"currency\": \"KES\"}")
-    return amount, currency.upper()
-
-
-def _moment(spec, name):
-    value = spec.get(name)
-    if value is None or value == "":
-        return None
-    try:
-        return shapes.when(name, value)
-    except shapes.BadValue as exc:
-        raise _bad(str(exc)) from None
-
-
-def read_rules(spec, flow):
-    """The campaign's settings from a JSON object or form fields, checked; a dict of Campaign's columns."""
-    try:
-        window = rules.parse_window(_json_field(spec, "window"))
-        retry = rules.parse_retry(spec.get("retry"))
-        zone = spec.get("timezone") or None
-        if zone is not None:
-            rules.zone(zone)
-    except rules.RuleError as exc:
-        raise _bad(str(exc)) from None
-    step = _text(spec, "step", 64)
-    if step is not None and step not in flow.steps:
-        raise _bad(f"step {step!r} is not a step of the deployed flow ({flow.source})")
-    now = utcnow()
-    start_at = _moment(spec, "startAt") or now
-    not_after = _moment(spec, "notAfter")
-    if not_after is not None and not_after <= max(start_at, now):
-        raise _bad("notAfter must be later than startAt and than now")
-    amount, currency = _budget(spec)
-    return {"name": _text(spec, "name", MAX_NAME, default=f"Campaign of {now:%Y-%m-%d %H:%M}"), "step": step,
-            "window": window.as_json() if window else None, "timezone": zone, "retry": retry,
-            "start_at": start_at, "not_after": not_after,
-            "max_concurrent": _count(spec, "maxConcurrent", 5, 1, 1000),
-            "per_minute": _count(spec, "perMinute", 30, 1, 60000),
-            "budget_amount": amount, "budget_currency": currency}
 
 
 def create(spec, rows, owner, flow):
@@ -309,7 +214,7 @@ def resume(campaign_id, owner=None, budget=None):
     campaign = get(campaign_id, owner)
     values = {}
     if budget is not None:
-        amount, currency = _budget({"budget": budget})
+        amount, currency = budget_of({"budget": budget})
         values.update(budget_amount=amount, budget_currency=currency)
     amount = values.get("budget_amount", campaign.budget_amount)
     if amount is not None and (campaign.paused_reason == "budget" or values):
@@ -364,7 +269,7 @@ def contacts(campaign_id, owner=None, status=None, page=1):
     """One page of a campaign's contacts (PAGE each), in list order, with their attempts' sessionIds."""
     get(campaign_id, owner)
     if status is not None and status not in rules.STATUSES:
-        raise _bad("status must be one of " + ", ".join(rules.STATUSES))
+        raise APIError(400, "bad_field", "status must be one of " + ", ".join(rules.STATUSES))
     query = sa.select(Contact).where(Contact.campaign_id == campaign_id)
     if status is not None:
         query = query.where(Contact.status == status)
@@ -385,91 +290,3 @@ def contacts(campaign_id, owner=None, status=None, page=1):
                  "answers": row.answers or {}, "sessionIds": sessions.get(row.id, [])} for row in rows]
 
     return guarded(work)
-
-
-EXPORT_CHUNK = 2000
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _chunks(query, key):
-    """Rows of `query` (its first column `key`) in chunks ordered by `key`, each its own short read (keyset paging)."""
-    last = 0
-    while True:
-        rows = guarded(lambda: db.session.execute(query.where(key > last).order_by(key).limit(EXPORT_CHUNK)).all())
-        if not rows:
-            return
-        yield rows
-        last = rows[-1][0]
-
-
-def _cell(value):
-    """A cell of text a caller or a list supplied, made inert for spreadsheets: one starting like a formula gets a '."""
-    if value is None:
-        return ""
-    text = str(value)
-    return "'" + text if text.startswith(FORMULA_START) else text
-
-
-def _lines(rows):
-    """CSV text of `rows` (lists of cells)."""
-    out = io.StringIO()
-    csv.writer(out).writerows(rows)
-    return out.getvalue()
-
-
-def results_csv(campaign_id, owner=None):
-    """A row per contact: phone, status, attempts, last hangup cause, duration, cost, answers, variables (CSV text
-    to stream, a chunk of rows at a time; a 404 is raised before the first)."""
-    return _results(campaign_id, *_keys(get(campaign_id, owner)))
-
-
-def _results(campaign_id, answer_keys, var_keys):
-    query = sa.select(Contact.id, Contact.phone, Contact.status, Contact.attempts, Contact.last_state,
-                      Contact.last_hangup_cause, Contact.duration, Contact.answers, Contact.vars).where(
-        Contact.campaign_id == campaign_id)
-    yield _lines([["phone", "status", "attempts", "lastState", "lastHangupCause", "duration", "cost", "currency"]
-                  + [f"answer_{key}" for key in answer_keys] + var_keys])
-    for rows in _chunks(query, Contact.id):
-        costs = {contact_id: (cost, currency) for contact_id, cost, currency in guarded(lambda: db.session.execute(
-            sa.select(Attempt.contact_id, sa.func.sum(Attempt.amount), sa.func.max(Attempt.currency)).where(
-                Attempt.campaign_id == campaign_id, Attempt.contact_id.between(rows[0][0], rows[-1][0]),
-                Attempt.amount.is_not(None)).group_by(Attempt.contact_id)).all())}
-        lines = []
-        for contact_id, number, status, attempts, state, cause, duration, answers, variables in rows:
-            cost, currency = costs.get(contact_id, (None, None))
-            answers, variables = answers or {}, variables or {}
-            # The number is ours (checked E.164); every text AT, a caller or the list supplied is made inert.
-            lines.append([number, status, attempts, _cell(state), _cell(cause), duration, cost, _cell(currency)]
-                         + [_cell(answers.get(key)) for key in answer_keys]
-                         + [_cell(variables.get(key)) for key in var_keys])
-        yield _lines(lines)
-
-
-def attempts_csv(campaign_id, owner=None):
-    """A row per attempt: phone, attempt number, dialled at, sessionId, state, cause, duration, cost, answers (CSV
-    text to stream; a 404 is raised before the first)."""
-    get(campaign_id, owner)
-    return _attempts(campaign_id)
-
-
-def _attempts(campaign_id):
-    query = (sa.select(Attempt.id, Contact.phone, Attempt.number, Attempt.dialled_at, Attempt.ended_at,
-                       Attempt.session_id, Attempt.state, Attempt.hangup_cause, Attempt.duration, Attempt.amount,
-                       Attempt.currency, Attempt.outcome, Attempt.error, Attempt.answers)
-             .join(Contact, Contact.id == Attempt.contact_id)
-             .where(Attempt.campaign_id == campaign_id, Attempt.status != "withdrawn"))
-    yield _lines([["phone", "attempt", "dialledAt", "endedAt", "sessionId", "state", "hangupCause", "duration",
-                   "cost", "currency", "outcome", "error", "answers"]])
-    for rows in _chunks(query, Attempt.id):
-        yield _lines([[number, attempt, iso(dialled), iso(ended), _cell(session_id), _cell(state), _cell(cause),
-                       duration, amount, _cell(currency), outcome, _cell(error),
-                       _cell(json.dumps(answers, sort_keys=True)) if answers else ""]
-                      for _, number, attempt, dialled, ended, session_id, state, cause, duration, amount, currency,
-                      outcome, error, answers in rows])
-
-
-def _keys(campaign):
-    """The answer keys (the deployed flow's saves, then any other its calls saved) and the variable names of a
-    campaign, in order."""
-    keys = [*current_app.extensions["voice_flow"].save_keys, *(campaign.answer_keys or ())]
-    return list(dict.fromkeys(keys)), list(campaign.var_names or [])

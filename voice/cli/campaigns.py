@@ -11,7 +11,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from voice.campaigns import dnc, service
+from voice.campaigns import dnc, exports, service
 from voice.campaigns.contacts import rows_of_csv
 from voice.cli import voice_cli
 from voice.errors import APIError
@@ -208,7 +208,7 @@ def cancel(campaign_id):
 @refusals_to_errors
 def export(campaign_id, attempts, output):
     """The campaign's results as CSV, as GET /voice/campaigns/ID/results.csv (or attempts.csv) gives them."""
-    chunks = (service.attempts_csv if attempts else service.results_csv)(campaign_id)  # a 404 before any file
+    chunks = (exports.attempts_csv if attempts else exports.results_csv)(campaign_id)  # a 404 before any file
     if output is None:
         for chunk in chunks:
             click.echo(chunk, nl=False)

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, current_app, g, request, stream_with_cont
 from voice import fields, shapes
 from voice.access import annotate
 from voice.auth import ADMIN, DIAL, READ, require_role, scoped_label
-from voice.campaigns import dnc, service
+from voice.campaigns import dnc, exports, service
 from voice.errors import APIError
 from voice.phone import InvalidPhone, mask, normalise
 
@@ -102,14 +102,14 @@ def _csv(campaign_id, rows, name):
 @require_role(*READ)
 def campaign_results(campaign_id):
     """A row per contact, streamed."""
-    return _csv(campaign_id, service.results_csv(campaign_id, scoped_label()), "results")
+    return _csv(campaign_id, exports.results_csv(campaign_id, scoped_label()), "results")
 
 
 @bp.get("/campaigns/<int:campaign_id>/attempts.csv")
 @require_role(*READ)
 def campaign_attempts(campaign_id):
     """A row per attempt, streamed."""
-    return _csv(campaign_id, service.attempts_csv(campaign_id, scoped_label()), "attempts")
+    return _csv(campaign_id, exports.attempts_csv(campaign_id, scoped_label()), "attempts")
 
 
 # --- do-not-call ---
