@@ -2,8 +2,10 @@
 
 The service runs under gunicorn with the Procfile's `web:` command, the dispatcher with its
 `worker:` command (the account's caps raised), and the simulated AT in this process plays every
-callee against the service (answer_delay 0.05 s; each presses 3, leaves a message and hears the
-goodbye, which completes the contact), so callbacks arrive while calls are placed.
+callee against the service (answer_delay 0.05 s), so callbacks arrive while calls are placed. The
+campaign is a reminder (REMINDER_FLOW): the callee hears "Hello {name}, ..." and the call ends, which
+completes the contact: AT's callback, then its final notification to both URLs. Inbound calls (wrk's)
+still get a menu.
 A bare Flask app under the same gunicorn settings is the ceiling, as for the other scenarios.
 
 1. Import: a CSV of 100,000 contacts POSTed to /voice/campaigns; the time until it answers 201,
@@ -45,6 +47,20 @@ from tests.gunicorn_helpers import free_port, procfile_command, wait_until_up  #
 from voice.at.simulated import SimulatedAT  # noqa: E402
 
 KEY = "bench-campaigns-key-0123456789abcdef"
+REMINDER_FLOW = """\
+start:
+  inbound: welcome
+  outbound: reminder
+steps:
+  welcome:
+    menu:
+      prompt: {say: "Welcome. Press 1 to hear our opening hours."}
+      options: {"1": hours}
+  hours:
+    - say: We are open Monday to Friday, from 8 in the morning to 5 in the evening.
+  reminder:
+    - say: "Hello {name}, this is a reminder of your appointment tomorrow at 9. Goodbye."
+"""
 CONTACTS = 100_000
 PER_MINUTE = 6000          # the campaign's pacing: 100 new calls a second at most
 MAX_CONCURRENT = 1000      # the most a campaign takes
@@ -82,12 +98,14 @@ class Served:
         self.simulated_at = SimulatedAT(service_url=self.url, token=TOKEN, digits=("3",), answer_delay=0.05,
                                         hang_seconds=5)
         self.database_url = database_url or f"sqlite:///{self.work / 'voice.sqlite3'}"
+        (self.work / "reminder.yaml").write_text(REMINDER_FLOW)
         base = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "HOST": "127.0.0.1"}
         self.env = dict(
             base, PORT=str(port), DATABASE_URL=self.database_url, LOG_LEVEL="WARNING",
             RATELIMIT_STORAGE_URI=f"sqlite:///{self.work / 'limits.sqlite3'}", VOICE_WEBHOOK_TOKEN=TOKEN,
             VOICE_API_KEY=KEY, AT_USERNAME="bench", AT_API_KEY="bench", AT_VOICE_NUMBER="+254711000000",
             AT_VOICE_API_URL=self.simulated_at.url, VOICE_PUBLIC_URL=self.url,
+            VOICE_FLOW_FILE=str(self.work / "reminder.yaml"),
             VOICE_RATE_LIMIT_PER_KEY="1000000 per minute", VOICE_RATE_LIMIT_PER_DESTINATION="1000000 per hour",
             VOICE_CAMPAIGN_PER_MINUTE="60000", VOICE_CAMPAIGN_MAX_CONCURRENT="2000",
             VOICE_MAX_DIALOUTS_IN_FLIGHT=str(WORKER_THREADS), VOICE_WORKER_THREADS=str(WORKER_THREADS))

@@ -159,7 +159,7 @@ def expire_and_finish(now=None):
                                                         Contact.status.in_(rules.WAITING))
                                .values(status="expired", next_attempt_at=None, updated_at=now))
         # A contact a settle planned again while its campaign was being cancelled: cancelled too.
-        for campaign_id in db.session.execute(sa.select(Contact.campaign_id.distinct()).join(
+        for campaign_id in db.session.execute(sa.select(Contact.campaign_id).distinct().join(
                 Campaign, Campaign.id == Contact.campaign_id).where(
                 Campaign.status == "cancelled", Contact.status.in_(rules.WAITING))).scalars().all():
             db.session.execute(sa.update(Contact).where(Contact.campaign_id == campaign_id,
