@@ -42,6 +42,8 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.breakdown import FORMS  # noqa: E402
+from bench.openloop import OpenLoop, sessions  # noqa: E402
 from bench.serving import TOKEN, cpu_seconds, memory_of, start, stop, worker_pids, wrk  # noqa: E402
 from tests.gunicorn_helpers import free_port, procfile_command, wait_until_up  # noqa: E402
 from voice.at.simulated import SimulatedAT  # noqa: E402
@@ -67,6 +69,8 @@ MAX_CONCURRENT = 1000      # the most a campaign takes
 WORKER_THREADS = 16
 IMPORT_SECONDS, IMPORT_MB, DIAL_RATE, PAGE_MS = 30, 200, 50, 100
 KEPT = 0.9                 # "the callbacks' figures do not fall": at least this share of the ratio without a campaign
+LATENCY_RATE = 100         # callbacks a second offered (open loop) beside the campaign: a busy line's inbound calls
+LATENCY_KEPT = 2.0         # their p99 with a campaign dispatching at most this many times their p99 without
 ROUTES = (("instruct", "/voice/instruct (menu step)", "instruct.lua"),
           ("events", "/voice/events (each stored)", "events.lua"))
 
@@ -259,6 +263,7 @@ def callbacks_beside(served, campaign_id, args):
     rates seen during the busy rounds, and the most calls still in progress as a paused round began.
     """
     figures = {route: {"quiet": [], "busy": []} for route, _, _ in ROUTES}
+    latencies = {route: {"quiet": [], "busy": []} for route, _, _ in ROUTES}
     busy_rates, left = [], 0
     state = "running"
     run = iter(range(1, 10**6))
@@ -277,11 +282,25 @@ def callbacks_beside(served, campaign_id, args):
                 bare = wrk(served.bare_url, ROOT / "bench" / script, args.seconds, args.connections, f"cb{next(run)}")
                 ours = wrk(served.url, ROOT / "bench" / script, args.seconds, args.connections, f"cs{next(run)}")
                 figures[route][condition].append((ours[0], bare[0], ours[2]))
+            for route, _, _ in ROUTES:
+                latencies[route][condition].append(_open_loop(served.url, route, args.seconds, f"ol{next(run)}"))
             if condition == "busy":
                 busy_rates.append((served.dialled(campaign_id)[0] - first[0]) / (time.monotonic() - begun))
     if state == "paused":
         served.api("POST", f"/voice/campaigns/{campaign_id}/resume")
-    return figures, busy_rates, left
+    return figures, latencies, busy_rates, left
+
+
+def _open_loop(url, route, seconds, prefix):
+    """LATENCY_RATE requests a second of `route` (each a new call) for `seconds`, after a second not counted."""
+    new_session = sessions(prefix)
+    body = FORMS[route].replace("ATVId_bd{}", "{}")
+
+    def make(n):
+        return "POST", f"/voice/{route}?token={TOKEN}", body.format(new_session()).encode()
+
+    OpenLoop(url, LATENCY_RATE, 1, make).run()
+    return OpenLoop(url, LATENCY_RATE, seconds, make).run()
 
 
 def read_pages(served, campaign_id, repeats):
@@ -329,7 +348,7 @@ def measure(database_url=None, seconds=10, rounds=3, connections=16, contacts=CO
               + f"; machine {dispatch['machine_busy']:.0%} busy; claimed in {dispatch['ticks']} ticks, dialled "
               f"{dispatch['wait']:.1f} s after the claim (median; slowest {dispatch['slowest_wait']:.1f} s)",
               flush=True)
-        callbacks, busy_rates, left = callbacks_beside(served, campaign_id, args)
+        callbacks, latencies, busy_rates, left = callbacks_beside(served, campaign_id, args)
         served.api("POST", f"/voice/campaigns/{campaign_id}/pause")
         drain(served, campaign_id)
         stop(served.worker)
@@ -343,7 +362,7 @@ def measure(database_url=None, seconds=10, rounds=3, connections=16, contacts=CO
         failures = served.failures.count
     return {"contacts": contacts, "accepted": accepted, "import_seconds": took, "import_before": before,
             "import_peak": max(peak, hwm), "dispatch": dispatch, "window": window, "busy_rates": busy_rates,
-            "left": left, "callbacks": callbacks, "pages": pages,
+            "left": left, "callbacks": callbacks, "latencies": latencies, "pages": pages,
             "counts": {status: n for status, n in counts.items() if n}, "outcomes": outcomes, "store": store,
             "failures": failures}
 
@@ -383,6 +402,15 @@ def table(result):
         lines.append(f"| {name}: ratio to the bare app with a campaign dispatching at least {KEPT} of it without | "
                      f"{busy:.2f} against {quiet:.2f} = {busy / quiet:.2f}; errors {errors} | "
                      f"{verdict(busy / quiet >= KEPT and errors == 0)} |")
+    for route, name, _ in ROUTES:
+        runs = result["latencies"][route]
+        quiet, busy = (statistics.median(r["p99"] for r in runs[c]) for c in ("quiet", "busy"))
+        p50s = [statistics.median(r["p50"] for r in runs[c]) for c in ("quiet", "busy")]
+        errors = sum(r["errors"] for c in ("quiet", "busy") for r in runs[c])
+        lines.append(f"| {name} at {LATENCY_RATE} req/s offered (open loop): p99 with a campaign dispatching at most "
+                     f"{LATENCY_KEPT:g}x its p99 without | p99 {busy:.1f} ms against {quiet:.1f} ms = "
+                     f"{busy / quiet:.2f}x (p50 {p50s[1]:.1f} against {p50s[0]:.1f} ms); errors {errors} | "
+                     f"{verdict(busy <= LATENCY_KEPT * quiet and errors == 0)} |")
     for name, median, p95 in result["pages"]:
         lines.append(f"| GET {name} under {PAGE_MS} ms | median {median:.1f} ms, p95 {p95:.1f} ms | "
                      f"{verdict(p95 < PAGE_MS)} |")
