@@ -44,9 +44,8 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.breakdown import FORMS  # noqa: E402
-from bench.openloop import OpenLoop, sessions  # noqa: E402
-from bench.serving import TOKEN, cpu_seconds, memory_of, start, stop, worker_pids, wrk  # noqa: E402
+from bench.serving import (TOKEN, cpu_seconds, memory_of, open_loop, start, stop, wait_post,  # noqa: E402
+                           worker_pids, wrk)
 from tests.gunicorn_helpers import free_port, procfile_command, wait_until_up  # noqa: E402
 from voice.at.simulated import SimulatedAT  # noqa: E402
 
@@ -128,7 +127,7 @@ class Served:
         self.app = start(procfile_command(), self.env, self.work)
         self.bare = start(procfile_command()[:-1] + ["bench.bare_app:app"], self.bare_env, self.work, "bare.log")
         wait_until_up(self.url + "/voice/", self.app)
-        _wait_post(self.bare_url + "/voice/instruct")
+        wait_post(self.bare_url + "/voice/instruct")
         return self
 
     def __exit__(self, *exc):
@@ -179,17 +178,6 @@ class Served:
 def _moment(value):
     """A datetime read back from the store: SQLite gives text, PostgreSQL a datetime."""
     return datetime.fromisoformat(value) if isinstance(value, str) else value
-
-
-def _wait_post(url, seconds=30):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if requests.post(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not come up")
 
 
 def import_contacts(served, count):
@@ -286,24 +274,13 @@ def callbacks_beside(served, campaign_id, args):
                 ours = wrk(served.url, ROOT / "bench" / script, args.seconds, args.connections, f"cs{next(run)}")
                 figures[route][condition].append((ours[0], bare[0], ours[2]))
             for route, _, _ in ROUTES:
-                latencies[route][condition].append(_open_loop(served.url, route, args.seconds, f"ol{next(run)}"))
+                latencies[route][condition].append(
+                    open_loop(served.url, route, args.seconds, f"ol{next(run)}", LATENCY_RATE))
             if condition == "busy":
                 busy_rates.append((served.dialled(campaign_id)[0] - first[0]) / (time.monotonic() - begun))
     if state == "paused":
         served.api("POST", f"/voice/campaigns/{campaign_id}/resume")
     return figures, latencies, busy_rates, left
-
-
-def _open_loop(url, route, seconds, prefix):
-    """LATENCY_RATE requests a second of `route` (each a new call) for `seconds`, after a second not counted."""
-    new_session = sessions(prefix)
-    body = FORMS[route].replace("ATVId_bd{}", "{}")
-
-    def make(n):
-        return "POST", f"/voice/{route}?token={TOKEN}", body.format(new_session()).encode()
-
-    OpenLoop(url, LATENCY_RATE, 1, make).run()
-    return OpenLoop(url, LATENCY_RATE, seconds, make).run()
 
 
 def read_pages(served, campaign_id, repeats):

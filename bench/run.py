@@ -28,9 +28,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.breakdown import FORMS  # noqa: E402
-from bench.openloop import OpenLoop, sessions  # noqa: E402
-from bench.serving import TOKEN, start, stop, workers_rss, wrk  # noqa: E402
+from bench.serving import TOKEN, open_loop, start, stop, wait_post, workers_rss, wrk  # noqa: E402
 from tests.gunicorn_helpers import free_port, procfile_command, wait_until_up  # noqa: E402
 from voice.at.simulated import SimulatedAT  # noqa: E402
 
@@ -122,7 +120,7 @@ def run_store(args, database_url, chosen):
     rows = []
     try:
         wait_until_up(app_url + "/voice/", app)
-        _wait_post(bare_url + "/voice/instruct")
+        wait_post(bare_url + "/voice/instruct")
         run = iter(range(1, 10**6))
         for key, scenario, script in THROUGHPUT:
             if key not in chosen:
@@ -153,17 +151,6 @@ def run_store(args, database_url, chosen):
     return rows
 
 
-def _wait_post(url, seconds=30):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if requests.post(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not come up")
-
-
 def _row(name, ours, ceiling):
     rate = statistics.median(r for r, _, _ in ours)
     ceiling_rate = statistics.median(r for r, _, _ in ceiling)
@@ -177,29 +164,12 @@ def _row(name, ours, ceiling):
             "ceiling_p99": ceiling_p99, "errors": errors, "line": line}
 
 
-def _open_loop(url, route, seconds, prefix, warm_up=1):
-    """Offer FIXED_RATE requests a second of `route`, each a new call, whatever the answers do.
-
-    The first `warm_up` seconds are sent and not counted: connections, caches and prepared
-    statements are made then, in the service and the bare app alike.
-    """
-    new_session = sessions(prefix)
-    body = FORMS[route].replace("ATVId_bd{}", "{}")
-
-    def make(n):
-        return "POST", f"/voice/{route}?token={TOKEN}", body.format(new_session()).encode()
-
-    if warm_up:
-        OpenLoop(url, FIXED_RATE, warm_up, make).run()
-    return OpenLoop(url, FIXED_RATE, seconds, make).run()
-
-
 def _fixed_rate(route, app_url, bare_url, args):
     """Latency at a fixed offered rate (open loop), the service against the bare app, alternately."""
     ours, ceiling = [], []
     for n in range(args.rounds):
-        ceiling.append(_open_loop(bare_url, route, args.seconds, f"fb{route}{n}"))
-        ours.append(_open_loop(app_url, route, args.seconds, f"fa{route}{n}"))
+        ceiling.append(open_loop(bare_url, route, args.seconds, f"fb{route}{n}", FIXED_RATE))
+        ours.append(open_loop(app_url, route, args.seconds, f"fa{route}{n}", FIXED_RATE))
     p99, ceiling_p99 = statistics.median(r["p99"] for r in ours), statistics.median(r["p99"] for r in ceiling)
     p50, ceiling_p50 = statistics.median(r["p50"] for r in ours), statistics.median(r["p50"] for r in ceiling)
     errors = sum(r["errors"] for r in ours)
@@ -221,12 +191,12 @@ def _slow_at(app_url, bare_url, args):
                                  headers={"X-API-Key": KEY}, timeout=20)
         results.append((response.status_code, time.monotonic() - started))
 
-    ceiling = _open_loop(bare_url, "instruct", 4, "slowbare")
+    ceiling = open_loop(bare_url, "instruct", 4, "slowbare", FIXED_RATE)
     threads = [threading.Thread(target=dial) for _ in range(16)]
     for thread in threads:
         thread.start()
     # Measured while the dial-outs hang (from 0.5 s to 4.5 s of their 5 s), at the rate the bare app had.
-    ours = _open_loop(app_url, "instruct", 4, "slow", warm_up=0.5)
+    ours = open_loop(app_url, "instruct", 4, "slow", FIXED_RATE, warm_up=0.5)
     for thread in threads:
         thread.join()
     refused = [t for s, t in results if s == 503]

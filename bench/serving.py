@@ -1,9 +1,16 @@
-"""What the bench scenarios share: starting and stopping served processes, wrk, and the workers' memory."""
+"""What the bench scenarios share: starting and stopping served processes, wrk, the open-loop runs, and the
+workers' memory."""
 
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
+
+import requests
+
+from bench.breakdown import FORMS
+from bench.openloop import OpenLoop, sessions
 
 TOKEN = "bench-token"
 
@@ -67,3 +74,31 @@ def cpu_seconds(pid):
     """The CPU time (user + system, in seconds) a process has used so far, from /proc/<pid>/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_post(url, seconds=30):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if requests.post(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up")
+
+
+def open_loop(url, route, seconds, prefix, rate, warm_up=1):
+    """Offer rate requests a second of `route`, each a new call, whatever the answers do.
+
+    The first `warm_up` seconds are sent and not counted: connections, caches and prepared
+    statements are made then, in the service and the bare app alike.
+    """
+    new_session = sessions(prefix)
+    body = FORMS[route].replace("ATVId_bd{}", "{}")
+
+    def make(n):
+        return "POST", f"/voice/{route}?token={TOKEN}", body.format(new_session()).encode()
+
+    if warm_up:
+        OpenLoop(url, rate, warm_up, make).run()
+    return OpenLoop(url, rate, seconds, make).run()
