@@ -1,6 +1,7 @@
 """Running the service the way it is deployed: the Procfile's commands under real gunicorn."""
 
 import os
+import random
 import shlex
 import socket
 import subprocess
@@ -28,11 +29,25 @@ def procfile_command(process="web"):
     raise AssertionError(f"no {process}: line in Procfile")
 
 
+_GIVEN = set()
+
+
 def free_port():
-    """A TCP port nobody listens on at the moment."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port nobody listens on at the moment, not given out before in this run, and below the range the
+    kernel takes outgoing connections' ports from (32768 and up on Linux): a port the kernel chose itself (bind
+    to 0) could be taken by a client's connection before the server started here binds it."""
+    for _ in range(500):
+        port = random.randrange(20000, 32000)
+        if port in _GIVEN:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
+    raise RuntimeError("no free TCP port between 20000 and 32000")
 
 
 def wait_until_up(url, process, seconds=30, log=None):
