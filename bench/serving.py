@@ -1,6 +1,7 @@
 """What the bench scenarios share: starting and stopping served processes, wrk, the open-loop runs, and the
 workers' memory."""
 
+import functools
 import os
 import re
 import subprocess
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import requests
 
+import tests.gunicorn_helpers
 from bench.breakdown import FORMS
 from bench.openloop import OpenLoop, sessions
 
@@ -21,14 +23,8 @@ def start(command, env, cwd, log="gunicorn.log"):
         return subprocess.Popen(command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT)
 
 
-def stop(process):
-    """Stop a process started here: SIGTERM, then SIGKILL after 20 s."""
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+# Stop a process started here: SIGTERM, then SIGKILL after 20 s (the tests' own helper).
+stop = functools.partial(tests.gunicorn_helpers.stop, seconds=20)
 
 
 def wrk(url, script, seconds, connections, run_id):

@@ -111,12 +111,7 @@ def served(env, workdir, migrate=True):
         wait_until_up(base + "/voice/", process, log=log)
         yield base, process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def worker_log_of(workdir, name="worker"):
