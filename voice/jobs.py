@@ -13,8 +13,12 @@ Campaigns run on three tasks:
 - `campaigns.housekeeping`, every minute: settle what a killed worker or a lost notification
   left, expire and complete campaigns, and queue a tick (a chain of ticks a killed worker stopped
   starts again; when one runs, the second ends at once).
-The truth is in the campaign tables, never in the queue: a task lost with its worker costs a
-delay, not a call.
+The same tick, in rounds of their own (one failing does not stop the others), hands ended calls to
+what follows them (voice/after_calls.py), and queues the webhook deliveries (`webhooks.deliver`)
+and the recording downloads (`recordings.fetch`) that are due; housekeeping gives up on what has
+failed for too long.
+The truth is in the tables, never in the queue: a task lost with its worker costs a delay, not
+a call, a delivery or a recording.
 """
 
 import logging
@@ -82,7 +86,9 @@ class Jobs:
         self.huey = huey = storage_for(app)
         # The tick goes before the dials it queued (huey takes higher priorities first), so claims keep their pace.
         self.tick = huey.task(name="campaigns.tick", priority=10)(self._tick)
-        self.place = huey.task(name="campaigns.place")(self._place)
+        self.place = huey.task(name="campaigns.place", priority=5)(self._place)
+        self.deliver = huey.task(name="webhooks.deliver")(self._deliver)
+        self.fetch = huey.task(name="recordings.fetch")(self._fetch)
         self.housekeeping = huey.periodic_task(crontab(minute="*"), name="campaigns.housekeeping")(
             self._housekeeping)
 
@@ -99,22 +105,37 @@ class Jobs:
             return  # another chain of ticks ran meanwhile: this one ends, so one chain remains
         if not self._lease(now):
             return
-        claimed = []
+        from voice import after_calls
+        from voice.recordings import archive
+        from voice.webhooks import delivery
+
+        claimed = deliveries = downloads = ()
         try:
             self.huey.put(LAST, now)
             with self.app.app_context():
-                flow = self.app.extensions["voice_flow"]
-                dispatch.start_scheduled()
-                settling.settle(flow)
-                settling.expire_and_finish()
-                claimed = dispatch.claim()
-        except Exception:  # the next tick tries again; a database outage must not end the chain
-            log.exception("campaign tick failed")
+                try:
+                    flow = self.app.extensions["voice_flow"]
+                    dispatch.start_scheduled()
+                    settling.settle(flow)
+                    settling.expire_and_finish()
+                    claimed = dispatch.claim()
+                except Exception:  # the next tick tries again; a database outage must not end the chain
+                    log.exception("campaign tick failed")
+                try:
+                    after_calls.handle()
+                    deliveries = delivery.due()
+                    downloads = archive.due()
+                except Exception:
+                    log.exception("the tick's work after calls failed")
         finally:
             self.huey.delete(LEASE)
             self.tick()
         for attempt_id in claimed:
             self.place(attempt_id)
+        for delivery_id in deliveries:
+            self.deliver(delivery_id)
+        for recording_id in downloads:
+            self.fetch(recording_id)
 
     def _lease(self, now):
         """Hold the tick's lease (one tick at a time across every worker on this queue); False if another holds it."""
@@ -135,8 +156,28 @@ class Jobs:
             except Exception:  # housekeeping settles the attempt: it is `dialling` or still `claimed`
                 log.exception("campaign attempt %s could not be placed", attempt_id)
 
+    def _deliver(self, delivery_id):
+        from voice.webhooks import delivery
+
+        with self.app.app_context():
+            try:
+                delivery.deliver(delivery_id)
+            except Exception:  # its claim runs out and a later tick queues it again
+                log.exception("webhook delivery %s failed", delivery_id)
+
+    def _fetch(self, recording_id):
+        from voice.recordings import archive
+
+        with self.app.app_context():
+            try:
+                archive.fetch(recording_id)
+            except Exception:  # its claim runs out and a later tick queues it again
+                log.exception("recording %s could not be fetched", recording_id)
+
     def _housekeeping(self):
         from voice.campaigns import service, settling
+        from voice.recordings import archive
+        from voice.webhooks import delivery
 
         with self.app.app_context():
             try:
@@ -146,6 +187,11 @@ class Jobs:
                 service.drop_abandoned()
             except Exception:
                 log.exception("campaign housekeeping failed")
+            try:
+                delivery.housekeeping()
+                archive.housekeeping()
+            except Exception:
+                log.exception("housekeeping after calls failed")
         self.tick()  # a chain stopped by a killed worker starts again; a second chain ends at its first tick
 
 

@@ -67,6 +67,8 @@ DEFAULTS = {
     "VOICE_CAMPAIGN_UPLOAD_MB": 32,
     "VOICE_JOBS_URL": "",
     "VOICE_WORKER_THREADS": 4,
+    # What happens after a call: webhooks (docs/webhooks.md) and recordings (docs/recordings.md).
+    "VOICE_ALLOW_PRIVATE_TARGETS": False,
 }
 
 
@@ -101,6 +103,7 @@ _CONVERTERS = {
     "VOICE_CAMPAIGN_OUTCOME_MINUTES": float,
     "VOICE_CAMPAIGN_UPLOAD_MB": int,
     "VOICE_WORKER_THREADS": int,
+    "VOICE_ALLOW_PRIVATE_TARGETS": _flag,
 }
 
 

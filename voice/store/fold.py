@@ -26,6 +26,7 @@ FOLD_FIELDS = (
     ("client_name", "VARCHAR(64)"),
 ) + tuple((field.name, KINDS[field.kind]) for field in STORED) + (("now", "TIMESTAMP"),)
 _N = {name: f"n.column{number}" for number, (name, _) in enumerate(FOLD_FIELDS, start=1)}
+_FINAL = [name for name, _ in FOLD_FIELDS].index("final")
 _OUTBOUND = f"COALESCE(calls.direction, {_N['direction']}) = 'Outbound'"
 # The rules of the fields marked SPECIAL in the table.
 _SPECIAL = {
@@ -136,6 +137,9 @@ class Driver:
         return (f"UPDATE calls SET {_FOLD_SET} FROM (VALUES {self._rows(count, [kind for _, kind in FOLD_FIELDS])}) "
                 f"AS n WHERE calls.session_id = {_N['session_id']}")
 
+    def _insert_endings(self, count):
+        return f"INSERT INTO call_endings (session_id, ended_at) VALUES {self._rows(count, ('VARCHAR(128)', 'TIMESTAMP'))}"
+
     def _recordings(self):
         return f"SELECT recording_urls FROM calls WHERE session_id = {self._mark()}"
 
@@ -208,6 +212,12 @@ class Driver:
         for write in new:
             if write.recording_url:
                 self._add_recording(cursor, write.session_id, write.recording_url)
+        # A final notification is noted for the worker's work after the call (voice/after_calls.py), in the
+        # same transaction, so an acknowledged ending is never missed.
+        endings = [write for write in new if write.fold[_FINAL]]
+        if endings:
+            cursor.execute(self.statement("insert_endings", len(endings)),
+                           [value for write in endings for value in (write.session_id, write.fold[-1])])
         return results
 
     def _add_recording(self, cursor, session_id, url):

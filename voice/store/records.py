@@ -73,6 +73,17 @@ class Event(db.Model):
     problems: Mapped[list | None] = mapped_column(sa.JSON)
 
 
+class CallEnding(db.Model):
+    """A call's final notification, noted in its transaction for the worker's work after the call; deleted once
+    that work is queued (voice/after_calls.py)."""
+
+    __tablename__ = "call_endings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[str] = mapped_column(sa.String(128))
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 def init_app(app):
     """Prepare the notification store's statements for the app's database, and its group commit."""
     with app.app_context():

@@ -1,0 +1,1 @@
+"""Recordings kept: AT's recording links copied by the worker, stored, played back (docs/recordings.md)."""

@@ -1,0 +1,1 @@
+"""Signed webhooks to the user's systems (docs/webhooks.md)."""
