@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.helpers import API_KEY
-from voice.campaigns.models import Attempt, Campaign, Contact
+from voice.campaigns.models import Attempt, Campaign, Contact, add_costs
 from voice.store.db import db
 
 pytestmark = pytest.mark.both_databases
@@ -100,6 +100,8 @@ def add_attempt(app, campaign_id, phone, **values):
         attempt = Attempt(campaign_id=campaign_id, contact_id=contact.id, **{**defaults, **values})
         db.session.add(attempt)
         db.session.flush()
+        if attempt.amount is not None and attempt.currency:  # as settling adds each call's cost to its campaign's
+            add_costs({(campaign_id, attempt.currency): attempt.amount})
         return attempt.id
 
     return in_store(app, work)

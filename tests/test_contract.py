@@ -26,13 +26,14 @@ def test_the_contract_is_served_as_kept_in_the_repository(client):
 
 def templated(rule):
     """A Flask rule as the contract's path: `<int:campaign_id>` is `{campaignId}`."""
-    return rule.replace("<session_id>", "{sessionId}").replace("<int:campaign_id>", "{campaignId}")
+    return (rule.replace("<session_id>", "{sessionId}").replace("<int:campaign_id>", "{campaignId}").replace("<int:n>", "{n}")
+            .replace("<int:endpoint_id>", "{endpointId}").replace("<event_id>", "{eventId}"))
 
 
 def test_every_route_is_in_the_contract(app):
     documented = set(json.loads(SPEC.read_text())["paths"])
     routes = {templated(rule.rule) for rule in app.url_map.iter_rules()
-              if rule.endpoint.split(".")[0] in ("webhooks", "api", "history", "ops", "campaigns")}
+              if rule.endpoint.split(".")[0] in ("webhooks", "api", "history", "ops", "campaigns", "endpoints")}
     assert routes == documented
 
 

@@ -23,19 +23,36 @@ def table():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if not line.startswith("| `") or len(cells) != 4:
             continue
-        routes = re.findall(r"`(GET|POST) ([^`]+)`", cells[0])
+        routes = re.findall(r"`(GET|POST|DELETE) ([^`]+)`", cells[0])
         rows += [(method, path, dict(zip(("admin", "dialer", "viewer"), cells[1:]))) for method, path in routes]
     return rows
 
 
 ROWS = table()
+# The table's placeholders as the app's rules write them, and a value for each in a request.
+RULES = {"<sessionId>": "<session_id>", "<n>": "<int:n>", "<endpointId>": "<int:endpoint_id>", "<eventId>": "<event_id>"}
+VALUES = {"<n>": "1", "<endpointId>": "1", "<eventId>": "evt_0"}
+
+
+def rule_of(path):
+    """A path of the table as the app's rule."""
+    for placeholder, rule in RULES.items():
+        path = path.replace(placeholder, rule)
+    return path
+
+
+def url_of(path, session):
+    """A path of the table with its placeholders filled in."""
+    for placeholder, value in dict(VALUES, **{"<sessionId>": session}).items():
+        path = path.replace(placeholder, value)
+    return path
 
 
 def test_the_table_covers_every_route_of_the_app(make_app):
     app = make_app(**SETTINGS)
-    listed = {(method, path.replace("<sessionId>", "<session_id>")) for method, path, _ in ROWS}
+    listed = {(method, rule_of(path)) for method, path, _ in ROWS}
     for rule in app.url_map.iter_rules():
-        if rule.endpoint.split(".")[0] not in ("webhooks", "api", "history", "ops", "console") or rule.endpoint == "console.static":
+        if rule.endpoint.split(".")[0] not in ("webhooks", "api", "history", "ops", "console", "endpoints") or rule.endpoint == "console.static":
             continue
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             if rule.endpoint in ("console.sign_in", "console.sign_out", "console.home"):
@@ -73,7 +90,7 @@ def console_client(app, role):
 @pytest.mark.parametrize("role", ["admin", "dialer", "viewer"])
 def test_each_cell_of_the_table_holds(served, method, path, cells, role):
     app, session = served
-    url = path.replace("<sessionId>", session)
+    url = url_of(path, session)
     cell = cells[role]
     if path.startswith("/voice/console/"):
         client, token = console_client(app, role)
@@ -90,7 +107,7 @@ def test_each_cell_of_the_table_holds(served, method, path, cells, role):
         if not path.startswith("/voice/console/"):
             assert response.json["error"] == "forbidden" and "role" in response.json["message"]
     else:
-        assert cell in ("yes", "own calls", "open", "webhook token"), cell
+        assert cell in ("yes", "own calls", "own campaigns", "open", "webhook token"), cell
         assert response.status_code not in (401, 403), (role, method, path, response.status_code)
 
 
@@ -99,7 +116,7 @@ def test_without_a_key_every_keyed_route_is_401(served):
     client = app.test_client()
     for method, path, cells in ROWS:
         if cells["admin"] in ("yes",) and not path.startswith("/voice/console/"):
-            response = client.open(path.replace("<sessionId>", session), method=method)
+            response = client.open(url_of(path, session), method=method)
             assert response.status_code == 401, (method, path)
 
 

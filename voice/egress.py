@@ -12,6 +12,7 @@ Every failure is an EgressError with a short reason (`refused_address`, `timeout
 """
 
 import re
+import time
 
 import requests
 from flask import current_app
@@ -30,9 +31,13 @@ class EgressError(Exception):
         self.reason, self.status = reason, status
 
 
-def session(timeout):
-    """A requests session that connects only to checked addresses and never follows a redirect."""
-    allow_private = bool(current_app.config.get("VOICE_ALLOW_PRIVATE_TARGETS"))
+def session(timeout, allow_private=False):
+    """A requests session that connects only to checked addresses and never follows a redirect.
+
+    `allow_private` lets private and loopback addresses through for this session only (the simulated AT's
+    own recordings, voice/recordings/download.py); VOICE_ALLOW_PRIVATE_TARGETS does so for every one.
+    """
+    allow_private = allow_private or bool(current_app.config.get("VOICE_ALLOW_PRIVATE_TARGETS"))
     http = HTTPSession(Config(ip_filter_enable=not allow_private, ip_filter_allow_loopback_ips=False,
                               never_redirect=True, default_timeout=(timeout, timeout),
                               user_agent_override=USER_AGENT))
@@ -53,12 +58,12 @@ def request(method, url, *, timeout, max_bytes, **kwargs):
         close(response)
 
 
-def stream(method, url, *, timeout, **kwargs):
+def stream(method, url, *, timeout, allow_private=False, **kwargs):
     """A checked, redirect-free streamed response (the caller closes it and caps what it reads); EgressError."""
     if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
         raise EgressError("bad_url", "only http and https URLs are fetched")
     try:
-        http = session(timeout)
+        http = session(timeout, allow_private)
         response = http.request(method, url, stream=True, timeout=(timeout, timeout), **kwargs)
         response.egress_session = http  # closed with the response by close()
         return response
@@ -74,20 +79,40 @@ def stream(method, url, *, timeout, **kwargs):
 
 def read_capped(response, max_bytes, timeout=None):
     """The body of a streamed response, at most `max_bytes` (EgressError `too_large` past it, `timeout`...)."""
+    return b"".join(iter_capped(response, max_bytes))
+
+
+def iter_capped(response, max_bytes):
+    """The body of a streamed response in chunks, at most `max_bytes` in all (EgressError `too_large` past it)."""
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise EgressError("too_large", f"the answer is {declared} bytes, over {max_bytes}", response.status_code)
-    body = bytearray()
+    read = 0
     try:
         for chunk in response.iter_content(CHUNK):
-            body += chunk
-            if len(body) > max_bytes:
+            read += len(chunk)
+            if read > max_bytes:
                 raise EgressError("too_large", f"the answer is over {max_bytes} bytes", response.status_code)
+            yield chunk
     except requests.Timeout:
         raise EgressError("timeout", "the answer stopped") from None
     except requests.RequestException as error:
         raise EgressError("connection", _short(error)) from None
-    return bytes(body)
+
+
+def read_some(response, max_bytes, seconds):
+    """Up to `max_bytes` of a streamed response's body, read for at most `seconds`; what came, never an error (a
+    receiver's answer, kept only to show what it said)."""
+    body = bytearray()
+    deadline = time.monotonic() + seconds
+    try:
+        for chunk in response.iter_content(min(CHUNK, max_bytes)):
+            body += chunk
+            if len(body) >= max_bytes or time.monotonic() > deadline:
+                break
+    except requests.RequestException:
+        pass
+    return bytes(body[:max_bytes])
 
 
 def close(response):

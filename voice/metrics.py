@@ -109,9 +109,10 @@ def refused(reason):
     child(REFUSALS, reason).inc()
 
 
-def exposition(campaigns=None):
+def exposition(campaigns=None, webhooks=None):
     """The Prometheus text of every worker's metrics (or this process's, outside gunicorn), and the campaigns' figures
-    (`campaigns`: voice.campaigns.service.account_figures(), read from the database at each scrape)."""
+    (`campaigns`: voice.campaigns.service.account_figures(), read from the database at each scrape), and the webhooks'
+    (`webhooks`: voice.webhooks.delivery.figures(), likewise)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
@@ -120,25 +121,37 @@ def exposition(campaigns=None):
     body = generate_latest(registry)
     if campaigns is not None:
         body += generate_latest(_CampaignFigures(campaigns))
+    if webhooks is not None:
+        body += generate_latest(_Gauges((
+            ("voice_webhook_deliveries", "Webhook deliveries kept (30 days once finished), by status: failed ones "
+             "gave up after 24 hours of retries.", "status", webhooks["deliveries"]),
+            ("voice_webhook_endpoints", "Webhook endpoints, enabled or disabled (after failing for days).", "state",
+             webhooks["endpoints"]))))
     return body, CONTENT_TYPE_LATEST
 
 
-class _CampaignFigures:
-    """The campaigns' figures as gauges: they are rows in the database, shared by the worker and every web process."""
+class _Gauges:
+    """Figures read from the database as gauges: (name, help, label, {label value: count}) each."""
 
-    def __init__(self, figures):
-        self.figures = figures
+    def __init__(self, families):
+        self.families = families
 
     def collect(self):
-        families = (
-            ("voice_campaigns", "Campaigns, by status.", "status", self.figures["campaigns"]),
-            ("voice_campaign_calls_in_progress", "Campaign calls claimed, dialling or placed and not ended, by their "
-             "campaign's status.", "campaign_status", self.figures["in_progress"]),
-            ("voice_campaign_attempts", "Campaign attempts ended, by outcome (a count that only grows while campaigns "
-             "are kept).", "outcome", self.figures["attempts"]),
-        )
-        for name, text, label, values in families:
+        for name, text, label, values in self.families:
             family = GaugeMetricFamily(name, text, labels=[label])
             for value, count in sorted(values.items()):
                 family.add_metric([value], count)
             yield family
+
+
+class _CampaignFigures(_Gauges):
+    """The campaigns' figures as gauges: they are rows in the database, shared by the worker and every web process."""
+
+    def __init__(self, figures):
+        super().__init__((
+            ("voice_campaigns", "Campaigns, by status.", "status", figures["campaigns"]),
+            ("voice_campaign_calls_in_progress", "Campaign calls claimed, dialling or placed and not ended, by their "
+             "campaign's status.", "campaign_status", figures["in_progress"]),
+            ("voice_campaign_attempts", "Campaign attempts ended, by outcome (a count that only grows while campaigns "
+             "are kept).", "outcome", figures["attempts"]),
+        ))

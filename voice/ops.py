@@ -11,6 +11,7 @@ from voice.campaigns.service import account_figures
 from voice.errors import APIError
 from voice.ratelimit import store_answers
 from voice.store.db import StoreUnavailable, db
+from voice.webhooks import delivery
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,12 @@ def scrape():
     except StoreUnavailable as exc:  # the rest of the metrics still tell what is wrong
         log.warning("metrics: the campaigns' figures could not be read (%s)", exc)
         campaigns = None
-    body, content_type = metrics.exposition(campaigns)
+    try:
+        webhooks = delivery.figures()
+    except StoreUnavailable as exc:
+        log.warning("metrics: the webhooks' figures could not be read (%s)", exc)
+        webhooks = None
+    body, content_type = metrics.exposition(campaigns, webhooks)
     return current_app.response_class(body, mimetype=None, content_type=content_type)
 
 

@@ -14,6 +14,7 @@ from flask import current_app
 from limits import parse_many
 
 from voice.phone import country_code_of
+from voice.recordings.sources import parse_hosts
 from voice.setting_lists import our_numbers, parse_api_keys, parse_client_names, parse_country_codes, parse_networks
 
 DEFAULTS = {
@@ -69,6 +70,17 @@ DEFAULTS = {
     "VOICE_WORKER_THREADS": 4,
     # What happens after a call: webhooks (docs/webhooks.md) and recordings (docs/recordings.md).
     "VOICE_ALLOW_PRIVATE_TARGETS": False,
+    "VOICE_WEBHOOK_TIMEOUT_SECONDS": 5.0,
+    "VOICE_WEBHOOK_DISABLE_DAYS": 3.0,
+    "VOICE_RECORDING_HOSTS": "",
+    "VOICE_RECORDING_MAX_MB": 50,
+    "VOICE_RECORDING_RETRY_MINUTES": 30.0,
+    "VOICE_RECORDINGS_DIR": "",
+    "VOICE_RECORDINGS_S3_BUCKET": "",
+    "VOICE_RECORDINGS_S3_ENDPOINT_URL": "",
+    "VOICE_RECORDINGS_S3_REGION": "",
+    "VOICE_RECORDINGS_S3_ACCESS_KEY_ID": "",
+    "VOICE_RECORDINGS_S3_SECRET_ACCESS_KEY": "",
 }
 
 
@@ -104,6 +116,10 @@ _CONVERTERS = {
     "VOICE_CAMPAIGN_UPLOAD_MB": int,
     "VOICE_WORKER_THREADS": int,
     "VOICE_ALLOW_PRIVATE_TARGETS": _flag,
+    "VOICE_WEBHOOK_TIMEOUT_SECONDS": float,
+    "VOICE_WEBHOOK_DISABLE_DAYS": float,
+    "VOICE_RECORDING_MAX_MB": int,
+    "VOICE_RECORDING_RETRY_MINUTES": float,
 }
 
 
@@ -114,6 +130,10 @@ POSITIVE = (
     ("VOICE_CAMPAIGN_OUTCOME_MINUTES", 0.01, 7 * 24 * 60),
     ("VOICE_CAMPAIGN_UPLOAD_MB", 1, 1024),
     ("VOICE_WORKER_THREADS", 1, 64),
+    ("VOICE_WEBHOOK_TIMEOUT_SECONDS", 0.5, 30),
+    ("VOICE_WEBHOOK_DISABLE_DAYS", 0.01, 365),
+    ("VOICE_RECORDING_MAX_MB", 1, 2048),
+    ("VOICE_RECORDING_RETRY_MINUTES", 1, 7 * 24 * 60),
 )
 AT_CREDENTIALS = ("AT_USERNAME", "AT_API_KEY", "AT_VOICE_NUMBER")  # what a live service needs of AT
 SIMULATED_NUMBER = "+254711000000"
@@ -180,6 +200,7 @@ class Settings:
     log_level: str                  # the service's log level, upper case
     database_url: str               # DATABASE_URL (or the SQLite default) as SQLAlchemy names its driver
     console_session: timedelta      # how long a console session lasts
+    recording_hosts: tuple          # VOICE_RECORDING_HOSTS as (host or *.domain, port or None) (empty: any host)
 
 
 def build(config, mode):
@@ -206,6 +227,7 @@ def build(config, mode):
         log_level=str(config["LOG_LEVEL"]).upper(),
         database_url=database_url(config.get("DATABASE_URL")),
         console_session=timedelta(hours=float(config["VOICE_CONSOLE_SESSION_HOURS"])),
+        recording_hosts=parse_hosts(config["VOICE_RECORDING_HOSTS"]),
     )
 
 

@@ -150,7 +150,7 @@ class SimulatedAT:
         call = SimulatedCall(self.service_url, token=self.token, direction="Outbound", caller=entry["phoneNumber"],
                              our_number=our_number, session_id=entry["sessionId"], digits=digits,
                              say=lambda line: log.info("simulated call: %s", _masked(line)), extra=extra,
-                             on_bridge=self._bridged, hangs_up=kind == "hangs_up")
+                             on_bridge=self._bridged, hangs_up=kind == "hangs_up", recording_base=self.url)
 
         def play():
             if self._release.wait(self.answer_delay):
@@ -172,7 +172,8 @@ class SimulatedAT:
         simulated call, and be transferred through /callTransfer, as the calls this AT places can.
         """
         options = {"token": spec.get("token") or self.token, "our_number": spec.get("ourNumber") or "+254711000000",
-                   "digits": [str(d) for d in spec.get("digits") or []], "say": say, "on_bridge": self._bridged}
+                   "digits": [str(d) for d in spec.get("digits") or []], "say": say, "on_bridge": self._bridged,
+                   "recording_base": self.url}
         url = spec.get("url") or self.service_url
         if spec.get("client"):
             call = SimulatedCall.from_client(url, spec.get("username") or "simulated", spec["client"],
@@ -286,6 +287,12 @@ class SimulatedAT:
             "lifeTimeSec": seconds if seconds.isdigit() else "86400",
             "token": "SIMULATED-NOT-A-REAL-TOKEN-" + secrets.token_hex(16)})
 
+    def answer_recording(self, path):
+        """Status, content type and body for a GET of a recording link this simulated AT sent: a short silent MP3."""
+        if not re.fullmatch(r"/recordings/[A-Za-z0-9_.:\-]{1,128}-\d{1,3}\.mp3", path):
+            return 404, "text/plain", "Not Found"
+        return 200, "audio/mpeg", silent_mp3(RECORDING_SECONDS)
+
     def _report_transfer(self, call, number):
         """The notification AT sends when a transfer starts."""
         try:
@@ -293,6 +300,15 @@ class SimulatedAT:
                         callTransferredToNumber=number, callTransferParam=f"{number}:0")
         except SimulationError as exc:
             log.warning("simulated call %s: transfer notification failed: %s", call.session_id, exc)
+
+
+RECORDING_SECONDS = 2.0
+
+
+def silent_mp3(seconds):
+    """A real MP3 of `seconds` of silence: MPEG-1 layer III frames (128 kbit/s, 44.1 kHz) with no audio data."""
+    frame = bytes([0xFF, 0xFB, 0x90, 0x64]) + bytes(413)  # a 417-byte frame: its header, then zeros (silence)
+    return frame * max(1, round(seconds * 44100 / 1152))
 
 
 def _masked(line):

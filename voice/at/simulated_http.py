@@ -46,6 +46,10 @@ def handler_for(simulated):
             else:
                 self._send(404, "text/plain", "Not Found")
 
+        def do_GET(self):
+            """The recordings it sent links to (AT serves them without a key)."""
+            self._send(*simulated.answer_recording(self.path.split("?")[0]))
+
         def _stream_call(self, spec):
             """Not AT's: play a call for `voice simulate` and stream its transcript, a line at a time."""
             self.send_response(200)
@@ -67,7 +71,7 @@ def handler_for(simulated):
                 say(f"ERROR {exc}")
 
         def _send(self, status, content_type, body):
-            data = body.encode("utf-8")
+            data = body if isinstance(body, bytes) else body.encode("utf-8")
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)

@@ -22,7 +22,7 @@ ELEMENTS = {"Say", "Play", "GetDigits", "Dial", "Record", "Redirect", "Reject", 
 TERMINAL = {"Dial", "Reject", "Conference", "Enqueue", "Dequeue"}
 MAX_REQUESTS = 40
 RATE_PER_MINUTE = 4.0  # KES, a plausible live rate for the simulated figures
-RECORDING_URL = "https://simulated.invalid/recordings/{session}-{n}.mp3"
+RECORDING_URL = "https://simulated.invalid/recordings/{session}-{n}.mp3"  # played outside the simulated AT
 
 
 class SimulationError(Exception):
@@ -79,6 +79,7 @@ class SimulatedCall:
     enqueued_at: float = 0.0
     first_state: str = "Answered"
     hangs_up: bool = False  # the callee hangs up at the first GetDigits instead of answering it
+    recording_base: str | None = None  # the simulated AT's URL, which serves the recordings it sends
 
     def webhook_url(self, name):
         """The service's /voice/<name> URL with the token, as configured in AT's dashboard."""
@@ -170,7 +171,7 @@ class SimulatedCall:
                 actions, index = list(self.post(current_url, self.fields(dtmfDigits=keys))), 0
             elif action.tag == "Record":
                 self.prompt(action)
-                url = RECORDING_URL.format(session=self.session_id, n=len(self.recordings) + 1)
+                url = self.recording_url(len(self.recordings) + 1)
                 self.recordings.append(url)
                 if not action.attrib:
                     self.say("RECORD until hang-up")
@@ -199,6 +200,12 @@ class SimulatedCall:
                     self.on_bridge(self, action)
                 return  # Dial (answered), Reject, Conference and the queues end what the flow plays
         self.say("HANGUP (no more actions)")
+
+    def recording_url(self, n):
+        """The link AT would send for this call's recording `n`: served by the simulated AT when it plays the call."""
+        if self.recording_base:
+            return f"{self.recording_base.rstrip('/')}/recordings/{self.session_id}-{n}.mp3"
+        return RECORDING_URL.format(session=self.session_id, n=n)
 
     def prompt(self, action):
         for child in action:

@@ -29,6 +29,7 @@ from voice.campaigns.outcomes import finish, pause, transient, withdraw
 from voice.ratelimit import TooManyDials, count_dialouts
 from voice.store import records
 from voice.store.db import StoreUnavailable, db, guarded, utcnow
+from voice.webhooks import events
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ def _claim_one(campaign_id, now, room):
 def _wait_or_expire(contact, opening, now):
     if opening is None:
         contact.status, contact.next_attempt_at = "expired", None
+        events.contacts_finished([contact.id])
     else:
         contact.next_attempt_at = opening
     contact.updated_at = now

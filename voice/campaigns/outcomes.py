@@ -11,8 +11,9 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from voice.campaigns import rules
-from voice.campaigns.models import Attempt, Campaign, Contact
+from voice.campaigns.models import Attempt, Campaign, Contact, costs_of
 from voice.store.db import db, guarded, utcnow
+from voice.webhooks import events
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ def withdraw(attempt_id, due_at, error=None):
         contact.attempts -= 1
         if cancelled:
             contact.status, contact.next_attempt_at = "cancelled", None
+            events.contacts_finished([contact.id])
         elif contact.status == "calling":
             contact.status = "pending" if contact.attempts == 0 else "retry"
             contact.next_attempt_at = due_at
@@ -47,6 +49,7 @@ def finish(attempt_id, now, outcome, status, error=None):
         contact = db.session.get(Contact, attempt.contact_id)
         attempt.status, attempt.outcome, attempt.ended_at, attempt.error = "ended", outcome, now, (error or "")[:255]
         contact.status, contact.next_attempt_at, contact.updated_at = status, None, now
+        events.contacts_finished([contact.id])
 
     guarded(work, write=True)
     return outcome
@@ -63,6 +66,7 @@ def transient(attempt_id, now, error=None):
         contact = plan_next(attempt, rules.TRANSIENT, now)
         if contact.status in rules.FINISHED:
             attempt.outcome = contact.status
+            events.contacts_finished([contact.id])
 
     guarded(work, write=True)
     return "transient"
@@ -110,8 +114,7 @@ def check_budget(campaign):
     budget cannot be compared with)."""
     if campaign.budget_amount is None or campaign.status != "running":
         return
-    costs = dict(db.session.execute(sa.select(Attempt.currency, sa.func.sum(Attempt.amount)).where(
-        Attempt.campaign_id == campaign.id, Attempt.amount > 0).group_by(Attempt.currency)).all())
+    costs = {currency: amount for currency, amount in costs_of(campaign.id).items() if amount > 0}
     spent = costs.pop(campaign.budget_currency, 0)
     if spent >= campaign.budget_amount or costs:
         # Only a running campaign is paused: a cancel or an operator's pause meanwhile stands.

@@ -14,10 +14,11 @@ import sqlalchemy as sa
 from voice import settings
 from voice.campaigns import rules
 from voice.campaigns.contacts import Importer, ListError, rows_of_csv, rows_of_json
-from voice.campaigns.models import Attempt, Campaign, Contact
+from voice.campaigns.models import Attempt, Campaign, Contact, costs_of
 from voice.campaigns.spec import budget_of, read_rules
 from voice.errors import APIError
 from voice.store.db import StoreUnavailable, db, guarded, iso, utcnow
+from voice.webhooks import events
 
 PAGE = 100
 MAX_ID = 2 ** 31 - 1
@@ -29,14 +30,7 @@ def create(spec, rows, owner, flow):
 
     Raises APIError 400 for bad settings, a list that cannot be read, or one without a valid contact.
     """
-    columns = read_rules(spec, flow)
-    importer = Importer(settings.current().allowed_country_codes, columns["timezone"])
-    try:
-        for row, (raw_phone, raw_zone, raw_vars) in enumerate(rows, start=1):
-            importer.check(row, raw_phone, raw_zone, raw_vars)
-    except ListError as exc:
-        raise APIError(400, "bad_contacts", str(exc)) from None
-    guarded(importer.drop_do_not_call)
+    columns, importer = checked(spec, rows, flow)
     if not importer.count:
         raise APIError(400, "no_contacts", "The campaign has no contact that may be called.",
                        refused=importer.refused[:1000])
@@ -67,6 +61,23 @@ def create(spec, rows, owner, flow):
         _drop(campaign_id)
         raise
     return show(campaign_id), importer.count, importer.refused
+
+
+def checked(spec, rows, flow):
+    """A campaign's settings and contact rows checked, nothing stored: (Campaign's columns, the Importer holding what
+    was accepted and `refused`); what create() does first, and what the console's preview shows.
+
+    Raises APIError 400 for bad settings or a list that cannot be read.
+    """
+    columns = read_rules(spec, flow)
+    importer = Importer(settings.current().allowed_country_codes, columns["timezone"])
+    try:
+        for row, (raw_phone, raw_zone, raw_vars) in enumerate(rows, start=1):
+            importer.check(row, raw_phone, raw_zone, raw_vars)
+    except ListError as exc:
+        raise APIError(400, "bad_contacts", str(exc)) from None
+    guarded(importer.drop_do_not_call)
+    return columns, importer
 
 
 def _drop(campaign_id):
@@ -131,18 +142,17 @@ def get(campaign_id, owner=None):
 
 def figures(campaign_id):
     """A campaign's moving figures: counts per contact status, calls in progress, cost per currency, next attempt."""
-    def work():
-        counts = dict(db.session.execute(sa.select(Contact.status, sa.func.count()).where(
-            Contact.campaign_id == campaign_id).group_by(Contact.status)).all())
-        cost = {currency: amount for currency, amount in db.session.execute(
-            sa.select(Attempt.currency, sa.func.sum(Attempt.amount)).where(
-                Attempt.campaign_id == campaign_id, Attempt.amount.is_not(None)).group_by(Attempt.currency))
-            if currency}
-        nexts = [db.session.execute(sa.select(sa.func.min(Contact.next_attempt_at)).where(
-            Contact.campaign_id == campaign_id, Contact.status == status)).scalar() for status in rules.WAITING]
-        return counts, cost, min((moment for moment in nexts if moment is not None), default=None)
+    return guarded(lambda: figures_now(campaign_id))
 
-    counts, cost, next_at = guarded(work)
+
+def figures_now(campaign_id):
+    """figures(), read in the caller's transaction (a webhook event's snapshot, voice/webhooks/events.py)."""
+    counts = dict(db.session.execute(sa.select(Contact.status, sa.func.count()).where(
+        Contact.campaign_id == campaign_id).group_by(Contact.status)).all())
+    cost = costs_of(campaign_id)
+    nexts = [db.session.execute(sa.select(sa.func.min(Contact.next_attempt_at)).where(
+        Contact.campaign_id == campaign_id, Contact.status == status)).scalar() for status in rules.WAITING]
+    next_at = min((moment for moment in nexts if moment is not None), default=None)
     return {"counts": {status: counts.get(status, 0) for status in rules.STATUSES},
             "inProgress": counts.get("calling", 0),
             "cost": {currency: _amount(amount) for currency, amount in sorted(cost.items())},
@@ -239,9 +249,13 @@ def cancel(campaign_id, owner=None):
         moved = db.session.execute(sa.update(Campaign).where(
             Campaign.id == campaign_id, Campaign.status.in_(("scheduled", "running", "paused")))
             .values(status="cancelled", paused_reason=None, finished_at=now, updated_at=now)).rowcount
-        db.session.execute(sa.update(Contact).where(Contact.campaign_id == campaign_id,
-                                                    Contact.status.in_(rules.WAITING))
-                           .values(status="cancelled", next_attempt_at=None, updated_at=now))
+        cancelled = db.session.execute(sa.update(Contact).where(Contact.campaign_id == campaign_id,
+                                                                Contact.status.in_(rules.WAITING))
+                                       .values(status="cancelled", next_attempt_at=None, updated_at=now)
+                                       .returning(Contact.id)).scalars().all()
+        if moved:
+            events.contacts_finished(cancelled)
+            events.campaign_finished(campaign_id)
         return moved
 
     if not guarded(work, write=True):
@@ -265,28 +279,33 @@ def _move(campaign_id, owner, allowed, **values):
 # --- contacts and results --------------------------------------------------------------------------------------
 
 
-def contacts(campaign_id, owner=None, status=None, page=1):
-    """One page of a campaign's contacts (PAGE each), in list order, with their attempts' sessionIds."""
+def contacts(campaign_id, owner=None, status=None, page=1, after=None, size=PAGE):
+    """One page of a campaign's contacts (`size` each), in list order, with their attempts' sessionIds: the
+    `page`th, or the one after the contact id `after` (keyset: as quick on the last page as on the first)."""
     get(campaign_id, owner)
     if status is not None and status not in rules.STATUSES:
         raise APIError(400, "bad_field", "status must be one of " + ", ".join(rules.STATUSES))
     query = sa.select(Contact).where(Contact.campaign_id == campaign_id)
     if status is not None:
         query = query.where(Contact.status == status)
-    query = query.order_by(Contact.id).limit(PAGE).offset((page - 1) * PAGE)
+    if after is not None:
+        query = query.where(Contact.id > after).order_by(Contact.id).limit(size)
+    else:
+        query = query.order_by(Contact.id).limit(size).offset((page - 1) * size)
 
-    def work():
-        rows = list(db.session.execute(query).scalars())
-        sessions = {}
-        for contact_id, session_id in db.session.execute(
-                sa.select(Attempt.contact_id, Attempt.session_id).where(
-                    Attempt.contact_id.in_([row.id for row in rows]), Attempt.session_id.is_not(None))
-                .order_by(Attempt.id)):
-            sessions.setdefault(contact_id, []).append(session_id)
-        # Built before the commit, which would expire the rows (and reload each one).
-        return [{"id": row.id, "row": row.row, "phone": row.phone, "timezone": row.zone, "vars": row.vars or {},
-                 "status": row.status, "attempts": row.attempts, "nextAttemptAt": iso(row.next_attempt_at),
-                 "lastState": row.last_state, "lastHangupCause": row.last_hangup_cause, "duration": row.duration,
-                 "answers": row.answers or {}, "sessionIds": sessions.get(row.id, [])} for row in rows]
+    # Built before the commit, which would expire the rows (and reload each one).
+    return guarded(lambda: contacts_json(list(db.session.execute(query).scalars())))
 
-    return guarded(work)
+
+def contacts_json(rows):
+    """Contacts as the API shows them, with their attempts' sessionIds (read in the caller's transaction)."""
+    sessions = {}
+    for contact_id, session_id in db.session.execute(
+            sa.select(Attempt.contact_id, Attempt.session_id).where(
+                Attempt.contact_id.in_([row.id for row in rows]), Attempt.session_id.is_not(None))
+            .order_by(Attempt.id)):
+        sessions.setdefault(contact_id, []).append(session_id)
+    return [{"id": row.id, "row": row.row, "phone": row.phone, "timezone": row.zone, "vars": row.vars or {},
+             "status": row.status, "attempts": row.attempts, "nextAttemptAt": iso(row.next_attempt_at),
+             "lastState": row.last_state, "lastHangupCause": row.last_hangup_cause, "duration": row.duration,
+             "answers": row.answers or {}, "sessionIds": sessions.get(row.id, [])} for row in rows]

@@ -10,10 +10,11 @@ from flask import current_app
 
 from voice.calls import FINAL_STATES
 from voice.campaigns import progress, rules
-from voice.campaigns.models import Attempt, Campaign, Contact, DoNotCall, request_id
+from voice.campaigns.models import Attempt, Campaign, Contact, DoNotCall, add_costs, request_id
 from voice.campaigns.outcomes import check_budget, plan_next, transient, withdraw
 from voice.store.db import db, guarded, utcnow
 from voice.store.records import Call
+from voice.webhooks import events
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +58,22 @@ def _settle_batch(flow, now):
         DoNotCall.phone.in_({contact.phone for contact in contacts.values()}))).scalars())
     answered = {call.session_id for _, call in rows if _answered(call)}
     callbacks = progress.callbacks_of_many(answered)
+    costs = {}
     for attempt, call in rows:
         campaign, contact = campaigns[attempt.campaign_id], contacts[attempt.contact_id]
+        if call.amount is not None and call.currency_code:
+            key = (attempt.campaign_id, call.currency_code)
+            costs[key] = costs.get(key, 0) + call.amount
         played = None
         if call.session_id in answered:
             played = progress.replay(flow, campaign.step, callbacks.get(call.session_id, []))
         _settle_one(attempt, call, contact, campaign, played, contact.phone in listed, now)
         if played is not None and set(played.answers) - set(campaign.answer_keys or ()):
             campaign.answer_keys = list(dict.fromkeys([*(campaign.answer_keys or ()), *played.answers]))
+    add_costs(costs)
     for campaign in campaigns.values():
         check_budget(campaign)
+    events.contacts_finished([contact.id for contact in contacts.values() if contact.status in rules.FINISHED])
     return len(rows)
 
 
@@ -155,16 +162,17 @@ def expire_and_finish(now=None):
             Campaign.status.in_(("running", "paused", "scheduled")), Campaign.not_after.is_not(None),
             Campaign.not_after <= now)).scalars().all()
         for campaign_id in past:
-            db.session.execute(sa.update(Contact).where(Contact.campaign_id == campaign_id,
-                                                        Contact.status.in_(rules.WAITING))
-                               .values(status="expired", next_attempt_at=None, updated_at=now))
+            events.contacts_finished(db.session.execute(
+                sa.update(Contact).where(Contact.campaign_id == campaign_id, Contact.status.in_(rules.WAITING))
+                .values(status="expired", next_attempt_at=None, updated_at=now).returning(Contact.id)).scalars().all())
         # A contact a settle planned again while its campaign was being cancelled: cancelled too.
         for campaign_id in db.session.execute(sa.select(Contact.campaign_id).distinct().join(
                 Campaign, Campaign.id == Contact.campaign_id).where(
                 Campaign.status == "cancelled", Contact.status.in_(rules.WAITING))).scalars().all():
-            db.session.execute(sa.update(Contact).where(Contact.campaign_id == campaign_id,
-                                                        Contact.status.in_(rules.WAITING))
-                               .values(status="cancelled", next_attempt_at=None, updated_at=now))
+            events.contacts_finished(db.session.execute(
+                sa.update(Contact).where(Contact.campaign_id == campaign_id, Contact.status.in_(rules.WAITING))
+                .values(status="cancelled", next_attempt_at=None, updated_at=now).returning(Contact.id))
+                .scalars().all())
         open_ = sa.or_(Campaign.status == "running", sa.and_(Campaign.status.in_(("paused", "scheduled")),
                                                              Campaign.not_after.is_not(None), Campaign.not_after <= now))
         for campaign in db.session.execute(sa.select(Campaign).where(open_)).scalars():
@@ -172,6 +180,7 @@ def expire_and_finish(now=None):
                 Contact.campaign_id == campaign.id, Contact.status.in_(rules.OPEN)).limit(1)).first()
             if left is None:
                 campaign.status, campaign.finished_at, campaign.updated_at = "completed", now, now
+                events.campaign_finished(campaign.id)
                 done += 1
                 log.info("campaign %s completed", campaign.id)
 

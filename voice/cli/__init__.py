@@ -166,7 +166,7 @@ def flow_show(file, step):
               "[default: VOICE_RETENTION_DAYS]")
 @click.option("--dry-run", is_flag=True, help="count what would be deleted, delete nothing")
 def prune(days, dry_run):
-    """Delete calls that ended more than DAYS days ago, and their events, in small batches."""
+    """Delete calls that ended more than DAYS days ago, their events and recordings, in small batches."""
     from flask import current_app
 
     from voice.store import retention
@@ -178,13 +178,15 @@ def prune(days, dry_run):
     cutoff = retention.cutoff_for(days)
     try:
         if dry_run:
-            calls, events = retention.count(cutoff)
-            click.echo(f"would remove {calls} calls and {events} events that ended before {cutoff:%Y-%m-%d %H:%M} UTC")
+            calls, events, recordings = retention.count(cutoff)
+            click.echo(f"would remove {calls} calls and {events} events that ended before {cutoff:%Y-%m-%d %H:%M} UTC, "
+                       f"and {recordings} recordings of those calls")
             return
-        calls, events = retention.prune(cutoff)
+        calls, events, recordings = retention.prune(cutoff)
     except StoreUnavailable as exc:
         raise click.ClickException(f"the database is unavailable: {exc}") from None
-    click.echo(f"removed {calls} calls and {events} events that ended before {cutoff:%Y-%m-%d %H:%M} UTC")
+    click.echo(f"removed {calls} calls and {events} events that ended before {cutoff:%Y-%m-%d %H:%M} UTC, "
+               f"and {recordings} recordings of those calls")
 
 
-from voice.cli import campaigns, simulation, worker  # noqa: E402,F401  (register their commands on voice_cli)
+from voice.cli import campaigns, simulation, webhooks, worker  # noqa: E402,F401  (register their commands on voice_cli)

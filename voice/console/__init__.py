@@ -9,5 +9,5 @@ from flask import Blueprint
 bp = Blueprint("console", __name__, url_prefix="/voice/console", template_folder="templates",
                static_folder="static", static_url_path="/static")
 
-from voice.console import pages, signin  # noqa: E402,F401  (the views register themselves on bp)
+from voice.console import campaign_pages, pages, signin, webhook_pages  # noqa: E402,F401  (the views register themselves on bp)
 from voice.console.signin import init_app  # noqa: E402,F401

@@ -16,6 +16,7 @@ from voice.console import bp, diagram
 from voice.console.signin import signed_in
 from voice.console.timeline import timeline
 from voice.errors import APIError
+from voice.recordings import playback
 from voice.ratelimit import TooManyDials
 from voice.store import history
 from voice.store.overview import Overview
@@ -69,6 +70,13 @@ def call(session_id):
         raise APIError(404, "not_found", "No call with this sessionId is recorded.")
     return render_template("console/call.html", call=detail["call"], timeline=timeline(detail),
                            details=history.labelled_values(detail["call"]))
+
+
+@bp.get("/calls/<session_id>/recordings/<int:n>")
+@signed_in(*READ)
+def call_recording(session_id, n):
+    """A call's kept recording for the page's player, as the API plays it back (Range honoured)."""
+    return playback.response(session_id, n, scoped_label())
 
 
 @bp.get("/overview")

@@ -12,8 +12,13 @@ STATE_WORDS = {
 
 
 def timeline(detail):
-    """The entries of a call's timeline, from history.call_with_events: time, title, lines, recording, raw."""
-    return [_entry(event) for event in detail["events"]]
+    """The entries of a call's timeline, from history.call_with_events: time, title, lines, recording, raw; a
+    recording is the call's JSON's entry for its link (its number, whether it is archived), played through us."""
+    kept = {recording["sourceUrl"]: recording for recording in detail["call"].get("recordings") or []}
+    entries = [_entry(event) for event in detail["events"]]
+    for entry in entries:
+        entry["recording"] = kept.get(entry["recording"]) if entry["recording"] else None
+    return entries
 
 
 def _entry(event):

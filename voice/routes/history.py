@@ -1,10 +1,11 @@
-"""The call history API's views: calls a page at a time, one call with its events, and figures."""
+"""The call history API's views: calls a page at a time, one call with its events, its recordings, and figures."""
 
 from flask import Blueprint, request
 
 from voice import filters
 from voice.auth import READ, require_role, scoped_label
 from voice.errors import APIError
+from voice.recordings import playback
 from voice.store import history
 
 bp = Blueprint("history", __name__, url_prefix="/voice")
@@ -33,3 +34,10 @@ def call_detail(session_id):
     if found is None:
         raise APIError(404, "not_found", f"No call with sessionId {session_id!r} is recorded.")
     return found
+
+
+@bp.get("/calls/<session_id>/recordings/<int:n>")
+@require_role(*READ)
+def call_recording(session_id, n):
+    """The kept copy of a call's recording `n` (from 1), with Range requests for seeking."""
+    return playback.response(session_id, n, scoped_label())

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 
 from voice import shapes
 from voice.calls import STORED
+from voice.recordings.models import recordings_json, rows_by_call
 from voice.store.db import db, guarded, iso
 from voice.store.overview import grouped, in_window, totals
 from voice.store.records import Call, Event, in_progress
@@ -28,9 +29,15 @@ def list_calls(wanted, requested_by=None):
         query = query.where(Call.id < wanted.before_id)
     query = query.order_by(Call.id.desc()).limit(wanted.limit + 1)
 
-    calls = guarded(lambda: db.session.execute(query).scalars().all())
+    calls, kept = guarded(lambda: _with_recordings(db.session.execute(query).scalars().all(),
+                                                   wanted.limit))
     following = calls[wanted.limit - 1].id if len(calls) > wanted.limit else None
-    return [call_json(call) for call in calls[:wanted.limit]], following
+    return [call_json(call, kept.get(call.id, ())) for call in calls[:wanted.limit]], following
+
+
+def _with_recordings(calls, limit=None):
+    """The calls, and {call id: its recordings' rows} of the first `limit` of them that have recording links."""
+    return calls, rows_by_call([call.id for call in calls[:limit] if call.recording_urls])
 
 
 def call_with_events(session_id, requested_by=None):
@@ -40,8 +47,8 @@ def call_with_events(session_id, requested_by=None):
         return None  # no call has such an id, and PostgreSQL would refuse some (a NUL) as a query
 
     def work():
-        call = db.session.execute(sa.select(Call).where(Call.session_id == session_id)).scalar_one_or_none()
-        if call is None or requested_by not in (None, call.requested_by):
+        call = visible_call(session_id, requested_by)
+        if call is None:
             return None
         events = db.session.execute(
             sa.select(Event).where(Event.call_id == call.id).order_by(Event.id)
@@ -49,6 +56,15 @@ def call_with_events(session_id, requested_by=None):
         return {"call": call_json(call), "events": [event_json(event) for event in events]}
 
     return guarded(work)
+
+
+def visible_call(session_id, requested_by=None):
+    """The call `session_id` names if its reader may see it (a dialer, `requested_by`, only the calls it placed),
+    else None; in the caller's transaction."""
+    if not shapes.SESSION_ID.fullmatch(session_id):
+        return None
+    call = db.session.execute(sa.select(Call).where(Call.session_id == session_id)).scalar_one_or_none()
+    return call if call is not None and requested_by in (None, call.requested_by) else None
 
 
 def stats(since, until, requested_by=None):
@@ -63,8 +79,9 @@ def stats(since, until, requested_by=None):
 _SHOWN = {"time": iso, "amount": lambda amount: float(amount) if amount is not None else None}
 
 
-def call_json(call):
-    """A call as the history API shows it: what the service knows, then the fields AT sent (voice/calls.py)."""
+def call_json(call, recordings=None):
+    """A call as the history API shows it: what the service knows, then the fields AT sent (voice/calls.py), then
+    each recording and whether it is archived (`recordings`: its rows, read here when not given)."""
     body = dict.fromkeys(_ORDER)  # the keys' order as the API has always given them; keys added since come after
     body.update({
         "sessionId": call.session_id,
@@ -92,6 +109,9 @@ def call_json(call):
     # A group (transfer, queue, dial) is shown when AT said anything of it (a queue: its name, wait or taker).
     body.update({name: values if any(values.get(key) is not None for key in _SHOWS.get(name, values)) else None
                  for name, values in groups.items()})
+    if recordings is None and call.recording_urls:
+        recordings = rows_by_call([call.id]).get(call.id, ())
+    body["recordings"] = recordings_json(call.session_id, call.recording_urls, recordings or ())
     return body
 
 
@@ -135,4 +155,5 @@ def live_calls(requested_by=None, limit=50):
              .order_by(Call.started_at.desc(), Call.id.desc()).limit(limit))
     if requested_by is not None:
         query = query.where(Call.requested_by == requested_by)
-    return [call_json(call) for call in guarded(lambda: db.session.execute(query).scalars().all())]
+    calls, kept = guarded(lambda: _with_recordings(db.session.execute(query).scalars().all()))
+    return [call_json(call, kept.get(call.id, ())) for call in calls]
