@@ -340,9 +340,18 @@ def test_contacts_come_a_page_at_a_time_and_by_status(app):
 
 def test_a_missing_campaign_is_a_404_page(app):
     client = console(app)
-    for path in ("/voice/console/campaigns/999", "/voice/console/campaigns/abc", "/voice/console/campaigns/99999999999"):
+    for path in ("/voice/console/campaigns/999", "/voice/console/campaigns/abc", "/voice/console/campaigns/99999999999",
+                 "/voice/console/campaigns/%C2%B2", "/voice/console/campaigns/%C2%B2/over-time"):
         response = client.get(path)
         assert response.status_code == 404 and "No campaign" in text(response), path
+
+
+def test_digits_that_are_not_ascii_are_not_numbers(app):
+    """`²` is a digit to str.isdigit() and not to int(): the page treats it as any other text, never a 500."""
+    campaign = create(app)
+    client = console(app)
+    for path in ("/voice/console/campaigns?page=%C2%B2", f"/voice/console/campaigns/{campaign['id']}?after=%C2%B2"):
+        assert client.get(path).status_code == 200, path
 
 
 def test_the_charts_data_counts_statuses_attempts_over_time_and_answers(app):

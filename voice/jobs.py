@@ -121,12 +121,9 @@ class Jobs:
                     claimed = dispatch.claim()
                 except Exception:  # the next tick tries again; a database outage must not end the chain
                     log.exception("campaign tick failed")
-                try:
-                    after_calls.handle()
-                    deliveries = delivery.due()
-                    downloads = archive.due()
-                except Exception:
-                    log.exception("the tick's work after calls failed")
+                _round("handing ended calls over", after_calls.handle)
+                deliveries = _round("claiming webhook deliveries", delivery.due) or ()
+                downloads = _round("claiming recording downloads", archive.due) or ()
         finally:
             self.huey.delete(LEASE)
             self.tick()
@@ -187,12 +184,18 @@ class Jobs:
                 service.drop_abandoned()
             except Exception:
                 log.exception("campaign housekeeping failed")
-            try:
-                delivery.housekeeping()
-                archive.housekeeping()
-            except Exception:
-                log.exception("housekeeping after calls failed")
+            _round("webhook housekeeping", delivery.housekeeping)
+            _round("recording housekeeping", archive.housekeeping)
         self.tick()  # a chain stopped by a killed worker starts again; a second chain ends at its first tick
+
+
+def _round(what, work):
+    """Run one round of the tick or of housekeeping; a failure is logged and leaves the other rounds to run."""
+    try:
+        return work()
+    except Exception:
+        log.exception("%s failed", what)
+        return None
 
 
 def init_app(app):

@@ -68,9 +68,14 @@ class ActionForm(FlaskForm):
     budget_currency = StringField("Currency")
 
 
+def _digits(text):
+    """True for ASCII digits only: str.isdigit() also takes `²` and other digits int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _campaign_id(raw):
     """The campaign id of a URL, or a 404 (any text reaches the view, so that a role check comes first)."""
-    if not raw.isdigit() or len(raw) > 10:
+    if not _digits(raw) or len(raw) > 10:
         raise APIError(404, "not_found", f"No campaign {raw[:20]} here.")
     return int(raw)
 
@@ -89,7 +94,7 @@ def _upload_limit():
 def campaigns():
     """The campaigns this key may see, newest first: progress, status, cost against budget, next attempt."""
     page = request.args.get("page", "1")
-    page = int(page) if page.isdigit() and 0 < len(page) <= 4 and int(page) > 0 else 1
+    page = int(page) if _digits(page) and 0 < len(page) <= 4 and int(page) > 0 else 1
     listed = service.listing(scoped_label(), page)
     return render_template("console/campaigns.html", campaigns=[_summary(c) for c in listed], page=page,
                            more=len(listed) == service.PAGE)
@@ -111,7 +116,7 @@ def _campaign_page(campaign_id, error=None, status=200):
     if wanted not in (None, *rules.STATUSES):
         wanted, error = None, error or "status must be one of " + ", ".join(rules.STATUSES)
     after = request.args.get("after", "")
-    after = int(after) if after.isdigit() and len(after) <= 10 else None
+    after = int(after) if _digits(after) and len(after) <= 10 else None
     shown = service.contacts(campaign_id, scoped_label(), wanted, after=after, size=CONTACTS_PAGE + 1)
     following = shown[CONTACTS_PAGE - 1]["id"] if len(shown) > CONTACTS_PAGE else None
     return render_template("console/campaign.html", contacts=shown[:CONTACTS_PAGE], wanted=wanted, after=after,
