@@ -8,6 +8,7 @@ if all are busy, and its latency counts from when it was due, so a stall shows i
 
 import asyncio
 import collections
+import gc
 import itertools
 import statistics
 import time
@@ -29,8 +30,20 @@ class OpenLoop:
         self._open = 0
 
     def run(self):
-        """Run the schedule; return a summary dict (latencies in ms)."""
-        return asyncio.run(self._run())
+        """Run the schedule; return a summary dict (latencies in ms).
+
+        The generator's own garbage collection is off while it runs: a full collection here paused the
+        loop for 90-110 ms, every request due meanwhile went out late, and the service seemed to stall on
+        all its connections at once (bench/notes.md, issue 23).
+        """
+        gc.collect()
+        gc.freeze()
+        gc.disable()
+        try:
+            return asyncio.run(self._run())
+        finally:
+            gc.enable()
+            gc.unfreeze()
 
     async def _run(self):
         loop = asyncio.get_running_loop()
