@@ -6,7 +6,9 @@ import io
 import os
 import random
 import re
+import struct
 import threading
+import time
 import wave
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,11 +20,12 @@ from tests.helpers import EVENTS, KEY
 from tests.test_roles import KEYS, SETTINGS, console_client
 from voice import after_calls
 from voice.at.simulated import SimulatedAT, silent_mp3
-from voice.recordings import archive, sources
+from voice.recordings import archive, download as downloads, sources
 from voice.recordings.models import Recording, RecordingRemoval
 from voice.store import retention
 from voice.store.db import db, utcnow
 from voice.store.records import CallEnding
+from voice.webhooks.models import Endpoint, Event
 
 pytestmark = pytest.mark.both_databases
 
@@ -111,12 +114,18 @@ def end_call(app, session, *urls, requested_by=None):
 
 
 def run_due(app, now):
-    """One tick's claim of due recordings, each fetched as the worker's task would; the ids fetched."""
+    """Ticks at `now` claiming due recordings, each fetched as the worker's task would, until none is due (a tick
+    claims only as many as may be in flight); the ids fetched."""
+    fetched = []
     with app.app_context():
-        ids = archive.due(now=now)
-        for recording_id in ids:
-            archive.fetch(recording_id, now=now)
-    return ids
+        for _ in range(50):
+            ids = archive.due(now=now)
+            if not ids:
+                break
+            for recording_id in ids:
+                archive.fetch(recording_id, now=now)
+            fetched += ids
+    return fetched
 
 
 def rows(app):
@@ -256,6 +265,8 @@ def wav(seconds):
 
 
 PAGE = b"<html><body>Sign in to listen</body></html>"
+# A WavPack header whose sample rate index (15) is past mutagen's table: mutagen raises IndexError, not its own error.
+BROKEN_WAVPACK = b"wvpk" + struct.pack("<IHBBIIIII", 24, 0x410, 0, 0, 8000, 0, 8000, 0xF << 23, 0) + bytes(64)
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
                     "1f15c4890000000d49444154789c6360000000000400011e0d4e8a0000000049454e44ae426082")
 NOISE = random.Random(22).randbytes(64 * 1024)
@@ -274,6 +285,7 @@ def files_in(folder):
     ("application/octet-stream", PAGE),
     ("binary/octet-stream", NOISE),
     ("application/octet-stream", ID3_ONLY),
+    ("application/octet-stream", BROKEN_WAVPACK),   # bytes that break mutagen's reading
     (None, PAGE),
     (None, NOISE),
 ])
@@ -514,3 +526,148 @@ def test_recording_hosts(url, hosts, allowed):
 def test_a_bad_host_list_stops_the_app(make, hosts):
     with pytest.raises(ValueError, match="VOICE_RECORDING_HOSTS"):
         make(VOICE_RECORDING_HOSTS=hosts)
+
+
+@pytest.mark.parametrize("content_type", [
+    "audio/" + "x" * 120,                   # longer than the 100 characters the row keeps
+    "audio/mpeg, audio/ogg",                # not one type/subtype
+    "audio/mpeg audio",
+])
+def test_a_content_type_that_is_not_one_short_media_type_is_refused_at_once(make, source, folder, content_type):
+    app = make()
+    source.answers["/odd.mp3"] = [(200, {"Content-Type": content_type}, AUDIO)]
+    end_call(app, "ATVId_oddtype", source.url("/odd.mp3"))
+    start = utcnow()
+    run_due(app, start)
+    [row] = rows(app)
+    assert row.status == "failed" and row.error.startswith("bad_content_type") and row.tries == 1
+    assert files_in(folder) == []
+    assert run_due(app, start + timedelta(hours=1)) == [] and source.asked == ["/odd.mp3"]  # refused for good
+
+
+def test_an_unexpected_failure_is_a_failed_try_that_the_retry_window_ends(make, source, folder):
+    app = make(VOICE_RECORDING_RETRY_MINUTES=30)
+    source.answers["/bug.mp3"] = [MP3]
+    end_call(app, "ATVId_bug", source.url("/bug.mp3"))
+    with app.app_context():
+        def broken(key, path, content_type):  # a bug, not one of the store's own failures
+            raise RuntimeError("not a StorageError")
+
+        archive.store().put = broken
+    start = utcnow()
+    assert len(run_due(app, start)) == 1
+    [row] = rows(app)
+    assert row.status == "pending" and row.tries == 1 and row.claimed_until is None and row.next_try_at > start
+    assert row.error.startswith("unexpected: RuntimeError")
+    assert len(run_due(app, start + timedelta(minutes=10))) == 1
+    assert rows(app)[0].status == "pending"
+    run_due(app, start + timedelta(minutes=31))
+    [row] = rows(app)
+    assert row.status == "failed" and row.tries == 3 and row.error.startswith("unexpected")
+    assert files_in(folder) == []  # the downloaded file is not left in the scratch folder
+    assert run_due(app, start + timedelta(hours=2)) == []
+
+
+@pytest.mark.parametrize("threads, room", [(1, 1), (4, 1), (8, 2)])
+def test_a_tick_claims_only_the_room_left_for_downloads(make, source, threads, room):
+    app = make(VOICE_WORKER_THREADS=threads)
+    end_call(app, "ATVId_many", *[source.url(f"/{n}.mp3") for n in range(1, 6)])  # 404: tried again later
+    now = utcnow()
+    with app.app_context():
+        claimed = archive.due(now=now)
+        assert len(claimed) == room
+        assert archive.due(now=now + timedelta(seconds=1)) == []  # still in flight: no room left
+        archive.fetch(claimed[0], now=now)  # one ends
+        assert len(archive.due(now=now + timedelta(seconds=1))) == 1
+
+
+@pytest.mark.parametrize("answers", [
+    [MP3, MP3],                                                              # both fetches keep the same name
+    [(200, {"Content-Type": "application/octet-stream"}, wav(1.0)), MP3],    # the late one's copy has another name
+])
+def test_a_second_fetch_of_one_recording_archives_it_once(make, source, folder, answers):
+    app = make()
+    source.answers["/twice.mp3"] = list(answers)
+    end_call(app, "ATVId_twice", source.url("/twice.mp3"))
+    start = utcnow()
+    with app.app_context():
+        db.session.add(Endpoint(url="http://127.0.0.1:9/hook", events=["recording.archived"],
+                                secret="whsec_" + "A" * 32))
+        db.session.commit()
+        [recording_id] = archive.due(now=start)
+        keeper = archive.store()
+        real = keeper.put
+
+        def put_then_fetched_again(key, path, content_type):  # its claim ran out: another task fetched it meanwhile
+            keeper.put = real
+            archive.fetch(recording_id, now=start + timedelta(seconds=2))
+            real(key, path, content_type)
+
+        keeper.put = put_then_fetched_again
+        archive.fetch(recording_id, now=start + timedelta(seconds=1))
+        events = db.session.execute(sa.select(Event).where(Event.type == "recording.archived")).scalars().all()
+        assert len(events) == 1, [event.payload for event in events]
+    [kept] = recordings_of(app, "ATVId_twice")
+    assert kept["status"] == "archived" and kept["contentType"] == "audio/mpeg" and kept["size"] == len(AUDIO)
+    assert events[0].payload["recording"] == kept
+    assert [row.tries for row in rows(app)] == [1] and source.asked == ["/twice.mp3"] * 2
+    assert files_in(folder) == ["ATVId_twice-1.mp3"] and (folder / "ATVId_twice-1.mp3").read_bytes() == AUDIO
+    assert app.test_client().get(kept["url"], headers=KEY).data == AUDIO
+
+
+def test_a_source_that_drips_is_cut_off_at_the_deadline(make, folder):
+    cut, finished = threading.Event(), threading.Event()
+
+    class Drip(BaseHTTPRequestHandler):
+        def do_GET(self):  # an answer that never stops, a byte every 0.2 s
+            self.send_response(200)
+            self.send_header("Content-Type", "audio/mpeg")
+            self.send_header("Content-Length", "50")
+            self.end_headers()
+            try:
+                for _ in range(50):
+                    self.wfile.write(b"\xff")
+                    self.wfile.flush()
+                    time.sleep(0.2)
+                finished.set()
+            except OSError:
+                cut.set()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Drip)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        app = make()
+        with app.app_context():
+            with pytest.raises(downloads.NotYet, match="took over 1 s") as failed:
+                downloads.download(f"http://127.0.0.1:{server.server_address[1]}/drip.mp3", archive.store().scratch(),
+                                   deadline=1.0)
+        assert failed.value.reason == "timeout"
+        assert cut.wait(10) and not finished.is_set()  # the service hung up while the source was still sending
+        assert files_in(folder) == []
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def assert_conditional(client, url):
+    """Playback honours If-None-Match (304 without a body) and If-Range (a stale validator gets the whole copy)."""
+    whole = client.get(url, headers=KEY)
+    etag = whole.headers["ETag"]
+    assert whole.status_code == 200 and etag == f'"{hashlib.sha256(AUDIO).hexdigest()}"'
+    same = client.get(url, headers=dict(KEY, **{"If-None-Match": etag}))
+    assert same.status_code == 304 and same.data == b"" and same.headers["ETag"] == etag
+    other = client.get(url, headers=dict(KEY, **{"If-None-Match": '"another"'}))
+    assert other.status_code == 200 and other.data == AUDIO
+    stale = client.get(url, headers=dict(KEY, Range="bytes=0-9", **{"If-Range": '"another"'}))
+    assert stale.status_code == 200 and stale.data == AUDIO
+    fresh = client.get(url, headers=dict(KEY, Range="bytes=0-9", **{"If-Range": etag}))
+    assert fresh.status_code == 206 and fresh.data == AUDIO[:10]
+    several = client.get(url, headers=dict(KEY, Range="bytes=0-9,20-29"))
+    assert several.status_code == 416 and several.json["error"] == "requested_range_not_satisfiable"
+
+
+def test_playback_answers_conditional_requests(archived):
+    assert_conditional(archived.test_client(), "/voice/calls/ATVId_kept/recordings/1")

@@ -10,7 +10,7 @@ from moto.server import ThreadedMotoServer
 
 from tests.gunicorn_helpers import free_port
 from tests.helpers import KEY
-from tests.test_recordings import AUDIO, MP3, Source, end_call, recordings_of, rows, run_due
+from tests.test_recordings import AUDIO, MP3, Source, assert_conditional, end_call, recordings_of, rows, run_due
 from voice.store import retention
 from voice.store.db import utcnow
 
@@ -87,6 +87,14 @@ def test_a_recording_is_kept_in_the_bucket_played_back_with_a_range_and_pruned(s
     with s3_app.app_context():
         assert retention.prune(utcnow() + timedelta(days=1)) == (1, 2, 1)  # the call, its events, its recording
     assert keys(bucket) == [] and rows(s3_app) == []
+
+
+
+def test_playback_from_the_bucket_answers_conditional_requests(s3_app, bucket, source):
+    source.answers["/etag.mp3"] = [MP3]
+    end_call(s3_app, "ATVId_etag", source.url("/etag.mp3"))
+    run_due(s3_app, utcnow())
+    assert_conditional(s3_app.test_client(), "/voice/calls/ATVId_etag/recordings/1")
 
 
 def test_an_object_gone_from_the_bucket_answers_404(s3_app, bucket, source):

@@ -6,6 +6,8 @@ and threads would run them (`due()`, then `deliver(id)`), with the clock passed 
 """
 
 import json
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -272,8 +274,12 @@ def test_campaign_events_carry_the_contact_and_the_campaign_as_the_api_shows_the
     campaign_id = created.json["campaign"]["id"]
     cancelled = client.post(f"/voice/campaigns/{campaign_id}/cancel", headers=KEY).json
     shown_contacts = client.get(f"/voice/campaigns/{campaign_id}/contacts", headers=KEY).json["contacts"]
-    assert sorted(run(app)) == ["delivered"] * 3
+    assert run(app) == []  # the cancel only changed statuses: the worker's tick queues the events
+    with app.app_context():
+        settling.expire_and_finish()
+    assert run(app) == ["delivered"] * 3
     sent = [Webhook(endpoint["secret"]).verify(body, headers) for headers, body in receiver.requests]
+    assert [event["type"] for event in sent] == ["campaign.contact.finished"] * 2 + ["campaign.finished"]
     contacts = sorted((event["data"] for event in sent if event["type"] == "campaign.contact.finished"),
                       key=lambda contact: contact["id"])
     assert contacts == [dict(contact, campaignId=campaign_id) for contact in shown_contacts]
@@ -299,3 +305,118 @@ def test_a_campaign_past_its_end_sends_its_expired_contacts_then_finished(app, r
         ("campaign.finished", "completed")]
     [campaign] = [event["data"] for event in sent if event["type"] == "campaign.finished"]
     assert campaign["id"] == campaign_id and campaign["counts"]["expired"] == 2
+
+
+def test_a_large_cancel_is_announced_by_the_worker_in_chunks_contacts_first_and_once(app, receiver, monkeypatch):
+    monkeypatch.setattr(events, "CHUNK", 2)  # five contacts take three transactions
+    client = app.test_client()
+    register(client, receiver.url, ("campaign.contact.finished", "campaign.finished"))
+    contacts = [f"+25471234560{n}" for n in range(5)]
+    created = client.post("/voice/campaigns", json={"name": "large", "startAt": "2999-01-01T00:00:00Z",
+                                                    "contacts": contacts}, headers=KEY)
+    campaign_id = created.json["campaign"]["id"]
+    assert client.post(f"/voice/campaigns/{campaign_id}/cancel", headers=KEY).status_code == 200
+    with app.app_context():
+        assert queued(app) == []
+        assert settling.announce_cancelled() == 1
+        assert settling.announce_cancelled() == 0  # announced: the next ticks pass it by
+        settling.expire_and_finish()
+    kinds = queued(app)
+    shown = client.get(f"/voice/campaigns/{campaign_id}/contacts", headers=KEY).json["contacts"]
+    assert kinds == [("campaign.contact.finished", str(contact["id"])) for contact in shown] + [
+        ("campaign.finished", str(campaign_id))]
+
+
+def test_a_cancel_nobody_listened_to_is_not_announced_to_an_endpoint_registered_later(app, receiver):
+    client = app.test_client()
+    created = client.post("/voice/campaigns", json={"name": "quiet", "startAt": "2999-01-01T00:00:00Z",
+                                                    "contacts": ["+254712345678"]}, headers=KEY)
+    campaign_id = created.json["campaign"]["id"]
+    client.post(f"/voice/campaigns/{campaign_id}/cancel", headers=KEY)
+    with app.app_context():
+        assert settling.announce_cancelled() == 1  # nothing to queue, nothing read: only marked as done
+    register(client, receiver.url, ("campaign.contact.finished", "campaign.finished"))
+    with app.app_context():
+        assert settling.announce_cancelled() == 0
+        settling.expire_and_finish()
+    assert queued(app) == [] and run(app) == []
+
+
+def queued(app):
+    """The events queued so far, in the order they were queued: (type, what they are about)."""
+    with app.app_context():
+        return guarded(lambda: [(kind, key.split(":", 1)[1]) for kind, key in db.session.execute(
+            sa.select(Event.type, Event.dedup_key).order_by(Event.id))])
+
+
+def test_a_recording_archived_again_is_one_event(app, receiver):
+    client = app.test_client()
+    register(client, receiver.url, ("recording.archived",))
+    with app.app_context():
+        for n, archived_at in ((1, "2026-12-02T08:00:00Z"), (1, "2026-12-02T08:05:00Z"), (2, "2026-12-02T08:06:00Z")):
+            recording = {"n": n, "status": "archived", "archivedAt": archived_at}  # fetched twice: a new archivedAt
+            guarded(lambda recording=recording: events.recording_archived("ATVId_kept", recording), write=True)
+    assert run(app) == ["delivered"]
+    assert run(app) == ["delivered"]  # in order: the second recording after the first
+    assert run(app) == []
+    sent = [json.loads(body)["data"]["recording"] for _, body in receiver.requests]
+    assert [(recording["n"], recording["archivedAt"]) for recording in sent] == [
+        (1, "2026-12-02T08:00:00Z"), (2, "2026-12-02T08:06:00Z")]
+
+
+@pytest.mark.parametrize("status, outcome", [(200, "delivered"), (500, "pending")])
+def test_a_receiver_dripping_its_answer_is_left_after_the_timeout(make_app, receiver, status, outcome):
+    """Headers at once, then a byte every 0.2 s for ten minutes (one body, not HTTP chunks, each of which could be
+    read as it comes): the delivery ends soon after the timeout, its outcome decided by the status the receiver
+    sent, instead of holding a worker's thread until the drip ends."""
+    app = make_app(VOICE_ALLOW_PRIVATE_TARGETS=True, VOICE_WEBHOOK_TIMEOUT_SECONDS=1)
+    hung_up = threading.Event()
+
+    def dripping(request):
+        def drip():
+            try:
+                for _ in range(3000):
+                    yield b"x"
+                    time.sleep(0.2)
+            finally:  # the service closed the connection before the answer's end
+                hung_up.set()
+        return Response(drip(), status=status, headers={"Content-Length": "3000"})  # not chunked: one stream
+
+    receiver.answers = [dripping]
+    client = app.test_client()
+    endpoint = register(client, receiver.url)
+    end_call(app, client, "ATVId_dripping")
+    outcomes = []
+    sender = threading.Thread(target=lambda: outcomes.extend(run(app)), daemon=True)
+    sender.start()
+    sender.join(60)  # generous: the drip lasts ten minutes, and a 4 KB read of it fourteen
+    assert outcomes == [outcome]
+    [attempt] = attempts(client, endpoint)
+    assert attempt["statusCode"] == status
+    if status == 500:
+        assert attempt["error"].startswith("HTTP 500: x")  # what came before the service hung up
+    assert hung_up.wait(10)
+
+
+def test_prune_deletes_the_webhook_events_from_before_its_cut_off_with_their_deliveries(app, receiver):
+    receiver.answers = [500]
+    client = app.test_client()
+    endpoint = register(client, receiver.url)
+    end_call(app, client, "ATVId_long_ago")
+    end_call(app, client, "ATVId_lately")
+    assert run(app) == ["pending", "delivered"]  # the first call's event failed once: a retry is pending
+    with app.app_context():  # its event happened 40 days ago (its call record is kept: it ended now)
+        guarded(lambda: db.session.execute(sa.update(Event).where(Event.ordering_key == "ATVId_long_ago").values(
+            created_at=utcnow() - timedelta(days=40))), write=True)
+    result = app.test_cli_runner().invoke(args=["voice", "prune", "--older-than", "30"])
+    assert result.exit_code == 0, result.output
+
+    sessions = {headers["Webhook-Id"]: _session(body) for headers, body in receiver.requests}
+    assert [sessions[attempt["eventId"]] for attempt in attempts(client, endpoint)] == ["ATVId_lately"]
+    shown = client.get(f"/voice/webhooks/{endpoint['id']}", headers=KEY).json
+    assert shown["deliveries"] == {"pending": 0, "delivering": 0, "delivered": 1, "failed": 0}
+    assert run(app, utcnow() + timedelta(days=1)) == []  # its retry is gone with it
+    with app.app_context():
+        kept = guarded(lambda: [json.dumps(payload) for payload in db.session.execute(sa.select(Event.payload)).scalars()])
+    assert len(kept) == 1 and "ATVId_lately" in kept[0]
+    assert client.get("/voice/calls/ATVId_long_ago", headers=KEY).status_code == 200  # calls follow their own cut-off

@@ -1,7 +1,8 @@
 """Webhooks end to end with real processes: the app under gunicorn, the Procfile's worker, a receiver on 127.0.0.1.
 
 Calls end through AT's events URL; the worker hands them over, queues and sends their events. A kill -9 of
-the worker mid-delivery, and a receiver that fails before it recovers, lose nothing.
+the worker mid-delivery, and a receiver that fails before it recovers, lose nothing. A cancelled campaign's
+events are queued by the worker's tick, not by the cancel request.
 """
 
 import os
@@ -103,3 +104,32 @@ def test_deliveries_survive_a_failing_receiver_and_kill_9_of_the_worker(tmp_path
     assert [attempt["statusCode"] for attempt in shown].count(500) == 2
     assert {attempt["deliveryStatus"] for attempt in shown} == {"delivered"}
     assert "Traceback" not in worker_log_of(tmp_path, "worker2") and " 500 " not in log_of(tmp_path)
+
+
+def test_a_cancel_answers_at_once_and_the_worker_sends_its_events(tmp_path, simulated_at_url):
+    receiver = Receiver().start()
+    env = service_env(tmp_path, simulated_at_url, VOICE_ALLOW_PRIVATE_TARGETS="1")
+    try:
+        with served(env, tmp_path) as (base, _):
+            created = requests.post(base + "/voice/webhooks", json={
+                "url": receiver.url, "events": ["campaign.contact.finished", "campaign.finished"]}, headers=KEY,
+                timeout=10)
+            secret = created.json()["secret"]
+            campaign = requests.post(base + "/voice/campaigns", json={
+                "name": "cancelled", "startAt": "2999-01-01T00:00:00Z",
+                "contacts": ["+254712345678", "+254712345679", "+254712345670"]}, headers=KEY, timeout=10).json()
+            cancelled = requests.post(f"{base}/voice/campaigns/{campaign['campaign']['id']}/cancel", headers=KEY,
+                                      timeout=10)
+            assert cancelled.status_code == 200 and receiver.requests == []
+            with worker_process(env, tmp_path, threads=2):
+                deadline = time.monotonic() + 60
+                while len(receiver.requests) < 4 and time.monotonic() < deadline:
+                    time.sleep(0.25)
+    finally:
+        receiver.stop()
+    sent = [Webhook(secret).verify(body, headers) for headers, body in receiver.requests]
+    assert sorted(event["type"] for event in sent) == ["campaign.contact.finished"] * 3 + ["campaign.finished"], \
+        worker_log_of(tmp_path, "worker")[-3000:]  # queued in that order; sent on two threads, in any
+    assert {event["data"]["status"] for event in sent if event["type"] == "campaign.contact.finished"} == {"cancelled"}
+    [finished] = [event["data"] for event in sent if event["type"] == "campaign.finished"]
+    assert finished == cancelled.json()

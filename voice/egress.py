@@ -3,24 +3,24 @@
 A webhook URL comes from a client and a recording URL from an unauthenticated callback, so both are
 untrusted: with requests-hardened, the name is resolved once and the connection goes to the address
 that was checked (a DNS name cannot lead to a private, loopback or link-local address between check
-and connect), redirects are never followed, no proxy from the environment is used, and an answer is
-read up to a cap. `VOICE_ALLOW_PRIVATE_TARGETS=1` lets private and loopback addresses through, for
+and connect), redirects are never followed, and no proxy from the environment is used; what is read of an
+answer is the caller's to cap (read_some here, voice/recordings/download.py for recordings). `VOICE_ALLOW_PRIVATE_TARGETS=1` lets private and loopback addresses through, for
 tests and local development.
 
 Every failure is an EgressError with a short reason (`refused_address`, `timeout`, `connection`,
-`too_large`, `redirect`...), so callers never see a `requests` exception.
+`request`, `bad_url`), so callers never see a `requests` exception.
 """
 
 import re
 import time
 
 import requests
+import urllib3
 from flask import current_app
 from requests_hardened import Config, HTTPSession
 from requests_hardened.ip_filter import InvalidIPAddress
 
 USER_AGENT = "voice-service"
-CHUNK = 64 * 1024
 
 
 class EgressError(Exception):
@@ -45,19 +45,6 @@ def session(timeout, allow_private=False):
     return http
 
 
-def request(method, url, *, timeout, max_bytes, **kwargs):
-    """Send a request through a checked session; (response, body read up to `max_bytes`).
-
-    Raises EgressError for a refused address, a timeout, a failed connection, an answer longer than
-    `max_bytes`, or a URL that is not http(s). A redirect is returned as it is (3xx), never followed.
-    """
-    response = stream(method, url, timeout=timeout, **kwargs)
-    try:
-        return response, read_capped(response, max_bytes)
-    finally:
-        close(response)
-
-
 def stream(method, url, *, timeout, allow_private=False, **kwargs):
     """A checked, redirect-free streamed response (the caller closes it and caps what it reads); EgressError."""
     if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
@@ -77,40 +64,23 @@ def stream(method, url, *, timeout, allow_private=False, **kwargs):
         raise EgressError("request", _short(error)) from None
 
 
-def read_capped(response, max_bytes, timeout=None):
-    """The body of a streamed response, at most `max_bytes` (EgressError `too_large` past it, `timeout`...)."""
-    return b"".join(iter_capped(response, max_bytes))
-
-
-def iter_capped(response, max_bytes):
-    """The body of a streamed response in chunks, at most `max_bytes` in all (EgressError `too_large` past it)."""
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise EgressError("too_large", f"the answer is {declared} bytes, over {max_bytes}", response.status_code)
-    read = 0
-    try:
-        for chunk in response.iter_content(CHUNK):
-            read += len(chunk)
-            if read > max_bytes:
-                raise EgressError("too_large", f"the answer is over {max_bytes} bytes", response.status_code)
-            yield chunk
-    except requests.Timeout:
-        raise EgressError("timeout", "the answer stopped") from None
-    except requests.RequestException as error:
-        raise EgressError("connection", _short(error)) from None
-
-
 def read_some(response, max_bytes, seconds):
-    """Up to `max_bytes` of a streamed response's body, read for at most `seconds`; what came, never an error (a
-    receiver's answer, kept only to show what it said)."""
+    """Up to `max_bytes` of a streamed response's body, read for about `seconds`; what came, never an error (a
+    receiver's answer, kept only to show what it said).
+
+    Each read returns whatever bytes have arrived (urllib3's `read1`), waiting at most the session's read timeout
+    for one, and the clock is looked at after each: a receiver dripping its body a byte at a time is left once
+    `seconds` have passed, after one more read timeout at most, instead of holding the thread until it is done.
+    """
     body = bytearray()
     deadline = time.monotonic() + seconds
     try:
-        for chunk in response.iter_content(min(CHUNK, max_bytes)):
-            body += chunk
-            if len(body) >= max_bytes or time.monotonic() > deadline:
+        while len(body) < max_bytes and time.monotonic() < deadline:
+            chunk = response.raw.read1(max_bytes - len(body))
+            if not chunk:
                 break
-    except requests.RequestException:
+            body += chunk
+    except (urllib3.exceptions.HTTPError, requests.RequestException, OSError):
         pass
     return bytes(body[:max_bytes])
 

@@ -1,4 +1,5 @@
-"""Campaign costs: what each campaign's calls have cost so far, per currency, kept as calls are settled.
+"""Campaign costs: what each campaign's calls have cost so far, per currency, kept as calls are settled; and when a
+finished campaign's webhook events were queued (the worker queues a cancelled campaign's).
 
 Revision ID: 0011
 Revises: 0010
@@ -24,8 +25,15 @@ def upgrade():
     op.execute("INSERT INTO campaign_costs (campaign_id, currency, amount) SELECT campaign_id, currency, sum(amount) "
                "FROM campaign_attempts WHERE amount IS NOT NULL AND currency IS NOT NULL GROUP BY campaign_id, currency")
     op.drop_index("ix_campaign_attempts_cost", "campaign_attempts")  # the costs were read from it alone
+    op.add_column("campaigns", sa.Column("finish_announced_at", sa.DateTime()))
+    op.create_index("ix_campaigns_announced", "campaigns", ["status", "finish_announced_at"])
+    # Campaigns that finished before this revision had their events queued as they finished.
+    op.execute("UPDATE campaigns SET finish_announced_at = finished_at WHERE status IN ('completed', 'cancelled')")
 
 
 def downgrade():
+    op.drop_index("ix_campaigns_announced", "campaigns")
+    with op.batch_alter_table("campaigns") as batch:  # SQLite drops a column by copying the table
+        batch.drop_column("finish_announced_at")
     op.create_index("ix_campaign_attempts_cost", "campaign_attempts", ["campaign_id", "currency", "amount"])
     op.drop_table("campaign_costs")

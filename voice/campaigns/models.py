@@ -18,6 +18,7 @@ class Campaign(db.Model):
     """A contact list and the rules its calls follow."""
 
     __tablename__ = "campaigns"
+    __table_args__ = (sa.Index("ix_campaigns_announced", "status", "finish_announced_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(128))
@@ -41,6 +42,9 @@ class Campaign(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When its webhook events were queued (its contacts' and campaign.finished; also when nobody wanted them):
+    # a cancelled campaign's are queued by the worker (voice.campaigns.settling.announce_cancelled).
+    finish_announced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Contact(db.Model):

@@ -18,7 +18,6 @@ from voice.campaigns.models import Attempt, Campaign, Contact, costs_of
 from voice.campaigns.spec import budget_of, read_rules
 from voice.errors import APIError
 from voice.store.db import StoreUnavailable, db, guarded, iso, utcnow
-from voice.webhooks import events
 
 PAGE = 100
 MAX_ID = 2 ** 31 - 1
@@ -239,7 +238,8 @@ def resume(campaign_id, owner=None, budget=None):
 
 
 def cancel(campaign_id, owner=None):
-    """End the campaign: every contact still to be called is `cancelled`; calls in progress finish."""
+    """End the campaign: every contact still to be called is `cancelled`; calls in progress finish. Their webhook
+    events, and the campaign's, are queued by the worker (voice.campaigns.settling.announce_cancelled)."""
     campaign = get(campaign_id, owner)
     if campaign.status in ("completed", "cancelled"):
         raise APIError(409, "campaign_finished", f"Campaign {campaign_id} is already {campaign.status}.")
@@ -249,13 +249,10 @@ def cancel(campaign_id, owner=None):
         moved = db.session.execute(sa.update(Campaign).where(
             Campaign.id == campaign_id, Campaign.status.in_(("scheduled", "running", "paused")))
             .values(status="cancelled", paused_reason=None, finished_at=now, updated_at=now)).rowcount
-        cancelled = db.session.execute(sa.update(Contact).where(Contact.campaign_id == campaign_id,
-                                                                Contact.status.in_(rules.WAITING))
-                                       .values(status="cancelled", next_attempt_at=None, updated_at=now)
-                                       .returning(Contact.id)).scalars().all()
         if moved:
-            events.contacts_finished(cancelled)
-            events.campaign_finished(campaign_id)
+            db.session.execute(sa.update(Contact).where(Contact.campaign_id == campaign_id,
+                                                        Contact.status.in_(rules.WAITING))
+                               .values(status="cancelled", next_attempt_at=None, updated_at=now))
         return moved
 
     if not guarded(work, write=True):

@@ -180,9 +180,45 @@ def expire_and_finish(now=None):
                 Contact.campaign_id == campaign.id, Contact.status.in_(rules.OPEN)).limit(1)).first()
             if left is None:
                 campaign.status, campaign.finished_at, campaign.updated_at = "completed", now, now
+                campaign.finish_announced_at = now
                 events.campaign_finished(campaign.id)
                 done += 1
                 log.info("campaign %s completed", campaign.id)
 
     guarded(work, write=True)
+    announce_cancelled(now)
     return done
+
+
+def announce_cancelled(now=None):
+    """Queue the webhook events of each cancelled campaign not announced yet: its cancelled contacts'
+    `campaign.contact.finished`, events.CHUNK a transaction, then its `campaign.finished`, with the mark that it
+    was done (cancel() in the web request only changes statuses). Once a campaign is marked this costs nothing,
+    and without an endpoint asking for contacts' events, no contact is read. A stopped run starts the campaign
+    again: the events it queued are not queued twice."""
+    now = now or utcnow()
+    unannounced = guarded(lambda: list(db.session.execute(sa.select(Campaign.id).where(
+        Campaign.status == "cancelled", Campaign.finish_announced_at.is_(None)).order_by(Campaign.id)).scalars()))
+    for campaign_id in unannounced:
+        after = 0
+        while after is not None:
+            after = guarded(lambda: _announce_contacts(campaign_id, after), write=True)
+
+        def finished():
+            events.campaign_finished(campaign_id)
+            db.session.execute(sa.update(Campaign).where(Campaign.id == campaign_id).values(finish_announced_at=now))
+
+        guarded(finished, write=True)
+    return len(unannounced)
+
+
+def _announce_contacts(campaign_id, after):
+    """Queue the events of a cancelled campaign's next events.CHUNK cancelled contacts (by id, past `after`); the
+    last id queued, or None once none are left."""
+    if not events.wanted(events.CONTACT_FINISHED):
+        return None
+    ids = db.session.execute(sa.select(Contact.id).where(
+        Contact.campaign_id == campaign_id, Contact.status == "cancelled", Contact.id > after)
+        .order_by(Contact.id).limit(events.CHUNK)).scalars().all()
+    events.contacts_finished(ids)
+    return ids[-1] if len(ids) == events.CHUNK else None

@@ -2,11 +2,13 @@
 
 - `calls_ended(calls)` (voice/after_calls.py, once the final notification has arrived): a pending
   row per recording link of each call, n = 1, 2... in the order they came; idempotent.
-- `due()` (the worker's tick): pending rows whose next try has come, claimed with a lease.
-- `fetch(id)` (a worker thread): the download (download.py); a failure that may pass is tried
-  again after 1, 2, 4... seconds, up to BACKOFF_CAP, until VOICE_RECORDING_RETRY_MINUTES have passed
-  since the first try, then `failed`; a refusal fails at once. Archived, the call's webhook event
-  `recording.archived` is queued in the same transaction.
+- `due()` (the worker's tick): pending rows whose next try has come, claimed with a lease; no more
+  than `room()` downloads in flight at once (those still claimed count), so dials keep the threads.
+- `fetch(id)` (a worker thread): the download (download.py); a failure that may pass (and any
+  unexpected error) is tried again after 1, 2, 4... seconds, up to BACKOFF_CAP, until
+  VOICE_RECORDING_RETRY_MINUTES have passed since the first try, then `failed`; a refusal fails at
+  once. Archived, the call's webhook event `recording.archived` is queued in the same transaction,
+  once: a second fetch of a row already archived (a claim that ran out) changes nothing.
 - `housekeeping()` (every minute): removes the stored files whose rows a prune deleted, if the
   prune stopped before it could.
 """
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=downloads.DEADLINE + 120)  # a claim outlives the longest download
 BACKOFF_CAP = timedelta(minutes=4)
 REMOVALS_BATCH = 200
+KEEP, REMOVE = "keep", "remove"  # what a fetch does with its stored copy when the row was not its to archive
 
 
 def calls_ended(calls):
@@ -48,16 +51,28 @@ def calls_ended(calls):
     db.session.flush()
 
 
+def room():
+    """How many downloads may be in flight at once: a quarter of the worker's threads (at least one), so the
+    campaign dials keep the others."""
+    return max(1, int(current_app.config["VOICE_WORKER_THREADS"]) // 4)
+
+
 def due(now=None, limit=None):
-    """The ids of recordings due for a fetch, claimed (leased) for this tick; a few per worker thread at most."""
+    """The ids of recordings due for a fetch, claimed (leased) for this tick: `limit` (room()) in flight at most,
+    counting the fetches still running (claimed, their lease not run out)."""
     now = now or utcnow()
-    limit = limit or 2 * int(current_app.config["VOICE_WORKER_THREADS"])
+    limit = limit or room()
 
     def claim():
+        busy = db.session.execute(
+            sa.select(sa.func.count()).select_from(Recording)
+            .where(Recording.status == PENDING, Recording.claimed_until >= now)).scalar()
+        if busy >= limit:
+            return []
         ids = db.session.execute(
             sa.select(Recording.id).where(Recording.status == PENDING, Recording.next_try_at <= now,
                                           sa.or_(Recording.claimed_until.is_(None), Recording.claimed_until < now))
-            .order_by(Recording.next_try_at).limit(limit).with_for_update(skip_locked=True)).scalars().all()
+            .order_by(Recording.next_try_at).limit(limit - busy).with_for_update(skip_locked=True)).scalars().all()
         if ids:
             db.session.execute(sa.update(Recording).where(Recording.id.in_(ids)).values(claimed_until=now + LEASE))
         return ids
@@ -70,30 +85,38 @@ def fetch(recording_id, now=None):
     found = guarded(lambda: db.session.get(Recording, recording_id))
     if found is None or found.status != PENDING:
         return
-    url, session_id, n = found.source_url, found.session_id, found.n
-    first_try = found.first_try_at or now or utcnow()
-    keeper = store()
+    session_id, first_try = found.session_id, found.first_try_at or now or utcnow()
     try:
-        got = downloads.download(url, keeper.scratch())
+        _fetch(recording_id, found.source_url, session_id, found.n, first_try, now)
     except downloads.Failure as failure:
         _failed(recording_id, session_id, failure, first_try, now or utcnow())
-        return
+    except Exception as exc:  # a bug, an outage: a failed try the retry window ends, never a row pending for ever
+        log.exception("recording %s of %s: unexpected failure", recording_id, session_id)
+        failure = downloads.NotYet("unexpected", f"{type(exc).__name__} (see the worker's log)")
+        _failed(recording_id, session_id, failure, first_try, now or utcnow())
+
+
+def _fetch(recording_id, url, session_id, n, first_try, now):
+    """Download, store and mark archived; downloads.Failure for a failed try."""
+    keeper = store()
+    got = downloads.download(url, keeper.scratch())
     key = key_for(session_id, n, got.extension)
-    # The name is noted before the file is stored: a prune meanwhile notes it for removal.
-    if not guarded(lambda: _note_key(recording_id, key), write=True):
-        os.remove(got.path)
-        return
     try:
-        keeper.put(key, got.path, got.content_type)
-    except StorageError as exc:
+        # The name is noted before the file is stored: a prune meanwhile notes it for removal.
+        if not guarded(lambda: _note_key(recording_id, key), write=True):
+            return
+        try:
+            keeper.put(key, got.path, got.content_type)
+        except StorageError as exc:
+            raise downloads.NotYet("storage", str(exc)) from None
+    finally:
         if os.path.exists(got.path):
             os.remove(got.path)
-        _failed(recording_id, session_id, downloads.NotYet("storage", str(exc)), first_try, now or utcnow())
-        return
-    if not guarded(lambda: _archived(recording_id, got, first_try, now or utcnow()), write=True):
-        keeper.delete(key)  # the call was pruned while its recording was fetched
-        return
-    log.info("recording %s of %s archived: %s bytes", n, session_id, got.size)
+    outcome = guarded(lambda: _archived(recording_id, got, key, first_try, now or utcnow()), write=True)
+    if outcome == REMOVE:
+        keeper.delete(key)  # the call was pruned meanwhile, or another fetch archived the row under another name
+    elif outcome == ARCHIVED:
+        log.info("recording %s of %s archived: %s bytes", n, session_id, got.size)
 
 
 def _note_key(recording_id, key):
@@ -104,19 +127,23 @@ def _note_key(recording_id, key):
     return True
 
 
-def _archived(recording_id, got, first_try, now):
-    """Mark the row archived and queue its `recording.archived` event; False when the row is gone."""
+def _archived(recording_id, got, key, first_try, now):
+    """Mark the row archived and queue its `recording.archived` event: ARCHIVED. When the row is gone (pruned),
+    REMOVE the copy just stored; when it is no longer pending (another fetch of it, its claim run out, archived it
+    or gave up), KEEP the copy if the archived row names it, else REMOVE it. Only the first marks and queues."""
     from voice.webhooks import events
 
     row = db.session.get(Recording, recording_id)
     if row is None:
-        return False
-    row.status, row.archived_at, row.error, row.claimed_until = ARCHIVED, now, None, None
+        return REMOVE
+    if row.status != PENDING:
+        return KEEP if row.status == ARCHIVED and row.stored_as == key else REMOVE
+    row.status, row.archived_at, row.error, row.claimed_until, row.stored_as = ARCHIVED, now, None, None, key
     row.size, row.sha256, row.content_type = got.size, got.sha256, got.content_type
     row.duration_seconds, row.tries, row.first_try_at = got.duration_seconds, row.tries + 1, first_try
     db.session.flush()
     events.recording_archived(row.session_id, recording_json(row))
-    return True
+    return ARCHIVED
 
 
 def _failed(recording_id, session_id, failure, first_try, now):

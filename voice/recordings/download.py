@@ -4,8 +4,10 @@ The link came in an unauthenticated callback. egress.py connects only to public 
 VOICE_ALLOW_PRIVATE_TARGETS) and never follows a redirect; here a redirect is followed to the same
 host and port only, a few hops at most, each hop through egress again; the host must be one of
 VOICE_RECORDING_HOSTS when it is set; the answer must be within VOICE_RECORDING_MAX_MB and of an audio
-type, or of a type that says nothing (application/octet-stream, binary/octet-stream, none) with bytes that
-mutagen reads as an audio format, whose type is then the one kept.
+type (a `type/subtype` of at most 100 characters, as the row keeps it), or of a type that says nothing
+(application/octet-stream, binary/octet-stream, none) with bytes that mutagen reads as an audio format,
+whose type is then the one kept. The body is read as it arrives (urllib3's read1), so the deadline for the
+whole download holds against a source that sends a byte now and then.
 A failure that may pass (404 while the file is not ready, 5xx, a timeout, a lost connection) is
 NotYet; any other is Refused, for good.
 """
@@ -13,12 +15,14 @@ NotYet; any other is Refused, for good.
 import hashlib
 import mimetypes
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass
 from urllib.parse import urljoin
 
 import mutagen
+import urllib3
 from flask import current_app
 
 from voice import egress, settings
@@ -26,6 +30,7 @@ from voice.recordings import sources
 
 TIMEOUT = 10.0          # seconds to connect, and between two pieces of the answer
 DEADLINE = 300.0        # seconds for a whole download (the worker's claim lasts longer)
+CHUNK = 64 * 1024       # the most read at once (less when less has arrived)
 HOPS = 3                # redirects followed, to the same host and port only
 PASSING = {404, 408, 425, 429}  # answers that may change: not ready yet, too busy
 # The audio types we name files for, the preferred first: a format mutagen reads takes the first of its types here.
@@ -33,6 +38,8 @@ EXTENSIONS = {"audio/mpeg": ".mp3", "audio/mp3": ".mp3", "audio/wav": ".wav", "a
               "audio/wave": ".wav", "audio/ogg": ".ogg", "audio/vorbis": ".ogg", "audio/flac": ".flac",
               "audio/webm": ".webm", "audio/mp4": ".m4a", "audio/aac": ".aac", "audio/x-aac": ".aac"}
 UNTYPED = {"application/octet-stream", "binary/octet-stream", ""}  # types that say nothing: the bytes must be audio
+TYPE_LENGTH = 100       # the longest type kept (the row's content_type column)
+MEDIA_TYPE = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+/[!#$%&'*+.^_`|~0-9a-z-]+")  # type/subtype, HTTP's tokens
 
 
 class Failure(Exception):
@@ -70,6 +77,7 @@ def download(url, folder, *, max_bytes=None, deadline=DEADLINE):
     """Download the recording at `url` into a new file in `folder`; Downloaded, or NotYet / Refused."""
     config = current_app.config
     max_bytes = max_bytes or int(config["VOICE_RECORDING_MAX_MB"]) * 1024 * 1024
+    ends = time.monotonic() + deadline
     first = sources.origin(url)
     if first is None:
         raise Refused("bad_url", "not an http(s) URL")
@@ -87,7 +95,7 @@ def download(url, folder, *, max_bytes=None, deadline=DEADLINE):
                 url = target
                 continue
             _check_answer(response)
-            return _save(response, folder, max_bytes, deadline)
+            return _save(response, folder, max_bytes, deadline, ends)
         finally:
             egress.close(response)
     raise Refused("redirect", f"more than {HOPS} redirects")
@@ -117,6 +125,10 @@ def _check_answer(response):
     if not 200 <= status < 300:
         raise Refused(f"http_{status}", f"the source answered {status}")
     kind = _media_type(response)
+    if kind not in UNTYPED and (len(kind) > TYPE_LENGTH or not MEDIA_TYPE.fullmatch(kind)):
+        shown = kind if len(kind) <= 40 else kind[:40] + "..."
+        raise Refused("bad_content_type", f"the answer's Content-Type {shown!r} is not a type/subtype of at most "
+                      f"{TYPE_LENGTH} characters")
     if not kind.startswith("audio/") and kind not in UNTYPED:
         raise Refused("not_audio", f"the answer is {kind}, not audio")
 
@@ -125,19 +137,20 @@ def _media_type(response):
     return (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
 
 
-def _save(response, folder, max_bytes, deadline):
-    """Write the answer to a temporary file as it streams, hashing it; its format and duration read by mutagen
-    (an untyped answer that is no audio format is refused, and its file removed)."""
+def _save(response, folder, max_bytes, deadline, ends):
+    """Write the answer to a temporary file as it arrives, hashing it, until the clock passes `ends` (the download's
+    `deadline` seconds); its format and duration read by mutagen (an untyped answer that is no audio format is
+    refused, and its file removed)."""
     kind = _media_type(response)
-    digest, size, started = hashlib.sha256(), 0, time.monotonic()
+    digest, size = hashlib.sha256(), 0
     handle, path = tempfile.mkstemp(dir=folder, suffix=".part")
     try:
         with os.fdopen(handle, "wb") as file:
-            for chunk in egress.iter_capped(response, max_bytes):
+            for chunk in _arriving(response, max_bytes):
                 file.write(chunk)
                 digest.update(chunk)
                 size += len(chunk)
-                if time.monotonic() - started > deadline:
+                if time.monotonic() > ends:
                     raise NotYet("timeout", f"the download took over {deadline:g} s")
         if size == 0:
             raise NotYet("empty", "the source answered with no audio")
@@ -158,12 +171,31 @@ def _save(response, folder, max_bytes, deadline):
         raise
 
 
+def _arriving(response, max_bytes):
+    """The body in pieces as they arrive (read1: what has come, up to CHUNK, without waiting for a whole CHUNK),
+    `max_bytes` in all at most; EgressError `too_large`, `timeout` (nothing for TIMEOUT s), `connection`."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise egress.EgressError("too_large", f"the answer is {declared} bytes, over {max_bytes}")
+    read = 0
+    try:
+        while chunk := response.raw.read1(CHUNK, decode_content=True):
+            read += len(chunk)
+            if read > max_bytes:
+                raise egress.EgressError("too_large", f"the answer is over {max_bytes} bytes")
+            yield chunk
+    except urllib3.exceptions.ReadTimeoutError:
+        raise egress.EgressError("timeout", f"nothing came for {TIMEOUT:g} s") from None
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        raise egress.EgressError("connection", type(error).__name__) from None
+
+
 def _identify(path):
     """(the audio type of the file's format, its length in seconds) as mutagen reads them; None for either it
-    cannot tell (not a format it knows, or one that is not audio)."""
+    cannot tell (not a format it knows, one that is not audio, or bytes that break mutagen's reading)."""
     try:
         found = mutagen.File(path)
-    except (mutagen.MutagenError, OSError, ValueError):
+    except Exception:  # mutagen raises more than its own errors on a corrupt file (IndexError, struct.error...)
         return None, None
     if found is None:
         return None, None

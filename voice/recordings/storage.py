@@ -11,7 +11,6 @@ import os
 import threading
 
 from flask import Response, current_app, request, send_file
-from werkzeug.exceptions import RequestedRangeNotSatisfiable
 
 _building = threading.Lock()
 
@@ -120,24 +119,20 @@ class S3Store:
         return self.scratch_folder
 
     def response(self, key, size, content_type, etag):
-        """The object streamed through as an HTTP response; a Range asks S3 for those bytes only (206, 416)."""
-        wanted = request.range
-        span = None
-        if wanted is not None and size is not None:
-            span = wanted.range_for_length(size)
-            if span is None:
-                raise RequestedRangeNotSatisfiable(length=size)
-        options = {"Range": f"bytes={span[0]}-{span[1] - 1}"} if span else {}
-        answer = self._call("get_object", Key=key, **options)
-        body = answer["Body"]
-        response = Response(_chunks(body), status=206 if span else 200, mimetype=content_type,
-                            direct_passthrough=True)
-        response.headers["Accept-Ranges"] = "bytes"
-        response.headers["Content-Length"] = str(answer.get("ContentLength") or (span[1] - span[0] if span else size))
-        if span:
-            response.headers["Content-Range"] = f"bytes {span[0]}-{span[1] - 1}/{size}"
+        """The object streamed through as an HTTP response. werkzeug answers the request's conditions as it does for
+        a local copy (If-None-Match 304, If-Match 412, If-Range, Range 206 or 416), with no body yet; then S3 is asked
+        for the bytes that answer needs, the range only for a 206, nothing for a 304 or 412."""
+        response = Response(mimetype=content_type)
         if etag:
             response.set_etag(etag)
+        response.make_conditional(request, accept_ranges=True, complete_length=size)
+        if response.status_code not in (200, 206):
+            return response
+        span = response.content_range if response.status_code == 206 else None
+        options = {"Range": f"bytes={span.start}-{span.stop - 1}"} if span else {}
+        answer = self._call("get_object", Key=key, **options)
+        response.response, response.direct_passthrough = _chunks(answer["Body"]), True
+        response.content_length = answer.get("ContentLength") or (span.stop - span.start if span else size)
         return response
 
 

@@ -1,4 +1,5 @@
-"""Retention: calls that ended before a cut-off, their events and recordings, deleted in small batches.
+"""Retention: calls that ended before a cut-off, their events and recordings, and the webhook events (with their
+deliveries) queued before it, deleted in small batches.
 
 Call records hold personal data (numbers, recordings) and grow without end. Each batch is its
 own short transaction in the host's write turn, so callbacks wait at most one batch while a
@@ -7,12 +8,15 @@ recordings are noted for removal in its batch's transaction and removed once it 
 stopped prune left noted, the worker's housekeeping removes (voice/recordings/archive.py).
 """
 
+import logging
 from datetime import timedelta
 
 import sqlalchemy as sa
 
 from voice.recordings.models import Recording, RecordingRemoval
 from voice.store.db import UTCDateTime, db, guarded, utcnow
+
+log = logging.getLogger(__name__)
 
 BATCH = 500
 
@@ -40,9 +44,10 @@ def count(cutoff):
 
 
 def prune(cutoff, size=BATCH):
-    """Delete calls that ended before `cutoff`, their events and recordings, `size` calls a transaction; (calls,
-    events, recordings)."""
+    """Delete calls that ended before `cutoff`, their events and recordings, `size` calls a transaction, then the
+    webhook events queued before it (their payloads hold calls and contacts); (calls, events, recordings)."""
     from voice.recordings.archive import remove_noted  # the stored copies, once their rows' deletion is committed
+    from voice.webhooks.delivery import forget_before
 
     calls = events = recordings = 0
     after = 0
@@ -64,6 +69,7 @@ def prune(cutoff, size=BATCH):
         if noted:
             remove_noted()
         if not ids:
+            log.info("prune: %s webhook events from before the cut-off removed", forget_before(cutoff, size))
             return calls, events, recordings
         calls, events, recordings, after = calls + len(ids), events + removed, recordings + dropped, ids[-1]
 

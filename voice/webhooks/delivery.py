@@ -7,7 +7,8 @@ contact, a campaign) is neither delivered nor failed, so each call's events arri
 A failed attempt (no 2xx: an error status, a redirect, a timeout, a refused connection or address) is
 retried after RETRY_DELAYS with jitter, for at least RETRY_FOR from the first attempt, then the delivery
 is `failed`. Housekeeping disables an endpoint whose deliveries have all failed for
-VOICE_WEBHOOK_DISABLE_DAYS and forgets finished deliveries after KEEP.
+VOICE_WEBHOOK_DISABLE_DAYS and forgets finished deliveries after KEEP; `voice prune` forgets every event older
+than its cut-off (forget_before).
 """
 
 import json
@@ -194,6 +195,27 @@ def housekeeping(now=None):
     while guarded(forget, write=True) == 1000:
         pass
     return disabled
+
+
+def forget_before(cutoff, size=500):
+    """Delete the events that happened before `cutoff`, with their deliveries and attempts, whatever their status
+    (`voice prune`: a payload holds a call or a contact, with its numbers), `size` events a transaction; how many."""
+    def batch():
+        ids = db.session.execute(sa.select(Event.id).where(Event.created_at < cutoff).order_by(Event.id)
+                                 .limit(size)).scalars().all()
+        if ids:
+            deliveries = sa.select(Delivery.id).where(Delivery.event_id.in_(ids))
+            db.session.execute(sa.delete(Attempt).where(Attempt.delivery_id.in_(deliveries)))
+            db.session.execute(sa.delete(Delivery).where(Delivery.event_id.in_(ids)))
+            db.session.execute(sa.delete(Event).where(Event.id.in_(ids)))
+        return len(ids)
+
+    total = 0
+    while True:
+        removed = guarded(batch, write=True)
+        total += removed
+        if removed < size:
+            return total
 
 
 def figures():

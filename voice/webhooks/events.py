@@ -6,8 +6,6 @@ Each is idempotent: an event has a key (one `call.completed` per call, one `camp
 campaign...), and queueing it again adds nothing. With no endpoint asking for a type, nothing is read.
 """
 
-import hashlib
-import json
 import secrets
 
 import sqlalchemy as sa
@@ -60,10 +58,16 @@ def campaign_finished(campaign_id):
 
 
 def recording_archived(session_id, recording):
-    """Queue a `recording.archived` event: `{sessionId, recording}`, `recording` as the call's JSON shows it."""
-    shown = json.dumps(recording, sort_keys=True, default=str)
-    key = f"{session_id}:{hashlib.sha256(shown.encode()).hexdigest()[:32]}"
+    """Queue a `recording.archived` event: `{sessionId, recording}`, `recording` as the call's JSON shows it.
+
+    One per recording (its `n`), however many times it is archived: a second fetch adds nothing."""
+    key = f"{session_id}:{recording['n']}"
     _queue(RECORDING_ARCHIVED, [(session_id, key, lambda: {"sessionId": session_id, "recording": recording})])
+
+
+def wanted(kind):
+    """Whether an enabled endpoint asked for events of `kind` (when none did, queueing them reads nothing)."""
+    return bool(_subscribers(kind))
 
 
 def _subscribers(kind):
