@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from tests.helpers import EVENTS, KEY
 from tests.test_roles import KEYS, SETTINGS, console_client
 from voice import after_calls
-from voice.at.simulated import SimulatedAT, silent_mp3
+from voice.at.simulated import SimulatedAT
+from voice.at.simulated_http import silent_mp3
 from voice.recordings import archive, download as downloads, sources
 from voice.recordings.models import Recording, RecordingRemoval
 from voice.store import retention

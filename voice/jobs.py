@@ -156,20 +156,22 @@ class Jobs:
     def _deliver(self, delivery_id):
         from voice.webhooks import delivery
 
-        with self.app.app_context():
-            try:
-                delivery.deliver(delivery_id)
-            except Exception:  # its claim runs out and a later tick queues it again
-                log.exception("webhook delivery %s failed", delivery_id)
+        # A failure leaves the delivery claimed: its claim runs out and a later tick queues it again.
+        self._in_app(delivery.deliver, delivery_id, "webhook delivery %s failed")
 
     def _fetch(self, recording_id):
         from voice.recordings import archive
 
+        # As for deliveries: the recording's claim runs out and a later tick queues it again.
+        self._in_app(archive.fetch, recording_id, "recording %s could not be fetched")
+
+    def _in_app(self, work, row_id, failed):
+        """Run a task's `work(row_id)` in an app context; a failure is logged (`failed` % row_id), never raised."""
         with self.app.app_context():
             try:
-                archive.fetch(recording_id)
-            except Exception:  # its claim runs out and a later tick queues it again
-                log.exception("recording %s could not be fetched", recording_id)
+                work(row_id)
+            except Exception:
+                log.exception(failed, row_id)
 
     def _housekeeping(self):
         from voice.campaigns import service, settling

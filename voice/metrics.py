@@ -111,7 +111,7 @@ def refused(reason):
 
 def exposition(campaigns=None, webhooks=None):
     """The Prometheus text of every worker's metrics (or this process's, outside gunicorn), and the campaigns' figures
-    (`campaigns`: voice.campaigns.service.account_figures(), read from the database at each scrape), and the webhooks'
+    (`campaigns`: voice.campaigns.figures.account_figures(), read from the database at each scrape), and the webhooks'
     (`webhooks`: voice.webhooks.delivery.figures(), likewise)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()

@@ -7,7 +7,7 @@ from flask import Blueprint, current_app, request
 
 from voice import metrics, settings
 from voice.auth import WATCH, address_in, authenticate, check_role
-from voice.campaigns.service import account_figures
+from voice.campaigns.figures import account_figures
 from voice.errors import APIError
 from voice.ratelimit import store_answers
 from voice.store.db import StoreUnavailable, db

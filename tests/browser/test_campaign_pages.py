@@ -12,14 +12,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 import sqlalchemy as sa
-from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException, TimeoutException
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from tests.browser import test_console
-from tests.browser.test_console import chromium, csp_violations, screenshot, sign_in, wait
+from tests.browser.test_console import chromium_without_javascript, csp_violations, screenshot, sign_in, wait
 from tests.gunicorn_helpers import free_port, served, service_env
 from tests.helpers import KEY
 from voice.campaigns.rules import STATUSES
@@ -194,13 +191,7 @@ def test_a_hostile_contact_list_shows_as_text(browser, service, tmp_path):
 def test_the_campaign_page_works_without_javascript(service):
     base, _ = service
     campaign_id = create(base, "No script", ["+254712345690"])
-    binary, driver_path = chromium()
-    options = Options()
-    options.binary_location = binary
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
-        options.add_argument(argument)
-    options.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    driver = chromium_without_javascript()
     try:
         sign_in(driver, base)
         driver.get(f"{base}/voice/console/campaigns/{campaign_id}")

@@ -38,6 +38,17 @@ def chromium():
     return binary, driver
 
 
+def chromium_without_javascript():
+    """A headless Chromium with scripts off (as a strict reader would have it); the caller quits it."""
+    binary, driver_path = chromium()
+    options = Options()
+    options.binary_location = binary
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    options.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
+    return webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+
+
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     """The service as `make run` serves it on a fresh clone: simulated AT, SQLite, a viewer key beside the admin's."""
@@ -220,13 +231,7 @@ def test_hostile_payloads_execute_nothing(browser, base):
 
 def test_pages_work_without_javascript_but_for_live_updates(base, tmp_path):
     """With scripts off (as a strict reader would), each page still renders its content from the server."""
-    binary, driver_path = chromium()
-    options = Options()
-    options.binary_location = binary
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
-        options.add_argument(argument)
-    options.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    driver = chromium_without_javascript()
     try:
         sign_in(driver, base)
         for path, marker in (("/voice/console/calls", "recent"), ("/voice/console/overview", "totals"),

@@ -9,15 +9,13 @@ voice.at.simulator), then sends the final notification and an event.
 
 import json
 import logging
-import re
 import secrets
 import threading
 import time
 from http.server import ThreadingHTTPServer
 
-from voice.phone import mask
 from voice.at.simulated_http import handler_for
-from voice.at.simulator import SimulatedCall, SimulationError
+from voice.at.simulator import SimulatedCall, SimulationError, masked_line
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +147,7 @@ class SimulatedAT:
         digits = [value] * 10 if kind == "press" else list(self.press.get(entry["phoneNumber"], self.digits))
         call = SimulatedCall(self.service_url, token=self.token, direction="Outbound", caller=entry["phoneNumber"],
                              our_number=our_number, session_id=entry["sessionId"], digits=digits,
-                             say=lambda line: log.info("simulated call: %s", _masked(line)), extra=extra,
+                             say=lambda line: log.info("simulated call: %s", masked_line(line)), extra=extra,
                              on_bridge=self._bridged, hangs_up=kind == "hangs_up", recording_base=self.url)
 
         def play():
@@ -287,12 +285,6 @@ class SimulatedAT:
             "lifeTimeSec": seconds if seconds.isdigit() else "86400",
             "token": "SIMULATED-NOT-A-REAL-TOKEN-" + secrets.token_hex(16)})
 
-    def answer_recording(self, path):
-        """Status, content type and body for a GET of a recording link this simulated AT sent: a short silent MP3."""
-        if not re.fullmatch(r"/recordings/[A-Za-z0-9_.:\-]{1,128}-\d{1,3}\.mp3", path):
-            return 404, "text/plain", "Not Found"
-        return 200, "audio/mpeg", silent_mp3(RECORDING_SECONDS)
-
     def _report_transfer(self, call, number):
         """The notification AT sends when a transfer starts."""
         try:
@@ -300,17 +292,3 @@ class SimulatedAT:
                         callTransferredToNumber=number, callTransferParam=f"{number}:0")
         except SimulationError as exc:
             log.warning("simulated call %s: transfer notification failed: %s", call.session_id, exc)
-
-
-RECORDING_SECONDS = 2.0
-
-
-def silent_mp3(seconds):
-    """A real MP3 of `seconds` of silence: MPEG-1 layer III frames (128 kbit/s, 44.1 kHz) with no audio data."""
-    frame = bytes([0xFF, 0xFB, 0x90, 0x64]) + bytes(413)  # a 417-byte frame: its header, then zeros (silence)
-    return frame * max(1, round(seconds * 44100 / 1152))
-
-
-def _masked(line):
-    """A transcript line fit for a log: phone numbers masked."""
-    return re.sub(r"\+\d{7,15}", lambda found: mask(found.group()), line)

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 import threading
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs
@@ -48,7 +49,7 @@ def handler_for(simulated):
 
         def do_GET(self):
             """The recordings it sent links to (AT serves them without a key)."""
-            self._send(*simulated.answer_recording(self.path.split("?")[0]))
+            self._send(*recording(self.path.split("?")[0]))
 
         def _stream_call(self, spec):
             """Not AT's: play a call for `voice simulate` and stream its transcript, a line at a time."""
@@ -85,3 +86,19 @@ def handler_for(simulated):
             log.debug("simulated AT: " + fmt, *args)
 
     return Handler
+
+
+RECORDING_SECONDS = 2.0
+
+
+def recording(path):
+    """Status, content type and body for a GET of a recording link the simulated AT sent: a short silent MP3."""
+    if not re.fullmatch(r"/recordings/[A-Za-z0-9_.:\-]{1,128}-\d{1,3}\.mp3", path):
+        return 404, "text/plain", "Not Found"
+    return 200, "audio/mpeg", silent_mp3(RECORDING_SECONDS)
+
+
+def silent_mp3(seconds):
+    """A real MP3 of `seconds` of silence: MPEG-1 layer III frames (128 kbit/s, 44.1 kHz) with no audio data."""
+    frame = bytes([0xFF, 0xFB, 0x90, 0x64]) + bytes(413)  # a 417-byte frame: its header, then zeros (silence)
+    return frame * max(1, round(seconds * 44100 / 1152))

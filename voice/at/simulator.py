@@ -8,6 +8,7 @@ SimulationError naming the problem.
 """
 
 import math
+import re
 import secrets
 import time
 import xml.etree.ElementTree as ET
@@ -17,6 +18,7 @@ from urllib.parse import urlencode, urlparse, urlunparse
 import requests
 
 from voice import shapes
+from voice.phone import mask
 
 ELEMENTS = {"Say", "Play", "GetDigits", "Dial", "Record", "Redirect", "Reject", "Conference", "Enqueue", "Dequeue"}
 TERMINAL = {"Dial", "Reject", "Conference", "Enqueue", "Dequeue"}
@@ -247,3 +249,8 @@ class SimulatedCall:
         self.post(self.webhook_url("events"), final, expect_xml=False)
         self.say(f"END after {duration} s, KES {amount:.2f}")
         return final
+
+
+def masked_line(line):
+    """A transcript line fit for a log: phone numbers masked."""
+    return re.sub(r"\+\d{7,15}", lambda found: mask(found.group()), line)

@@ -1,4 +1,5 @@
-"""What the console draws of a campaign beyond service.figures(): its attempts over time and the answers per question.
+"""What the console draws of a campaign beyond service.figures() (its attempts over time, the answers per question),
+and what /metrics shows of every campaign.
 
 Each is one grouped, indexed pass over the campaign's own rows, so a page stays quick with 100,000 contacts.
 """
@@ -8,7 +9,8 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from flask import current_app
 
-from voice.campaigns.models import Attempt, Contact
+from voice.campaigns import rules
+from voice.campaigns.models import Attempt, Campaign, Contact
 from voice.store.db import db, guarded, utcnow
 
 # Bucket lengths (seconds) for the attempts chart, the shortest that gives at most MAX_BUCKETS over the campaign.
@@ -79,3 +81,22 @@ def _tally(campaign_id, name):
     shown = [(str(answer), count) for answer, count, _ in rows]
     rest = int(rows[0][2]) - sum(count for _, count in shown) if rows else 0
     return shown + ([("other", rest)] if rest else [])
+
+
+def account_figures():
+    """The figures /metrics shows of every campaign: campaigns by status, calls in progress by campaign status,
+    ended attempts by outcome (labels from fixed lists only)."""
+    def work():
+        campaigns = dict(db.session.execute(sa.select(Campaign.status, sa.func.count()).where(
+            Campaign.status != "importing").group_by(Campaign.status)).all())
+        in_progress = dict(db.session.execute(sa.select(Campaign.status, sa.func.count()).select_from(Attempt).join(
+            Campaign, Campaign.id == Attempt.campaign_id).where(Attempt.status.in_(rules.ATTEMPT_IN_PROGRESS))
+            .group_by(Campaign.status)).all())
+        attempts = dict(db.session.execute(sa.select(Attempt.outcome, sa.func.count()).where(
+            Attempt.status == "ended").group_by(Attempt.outcome)).all())
+        return campaigns, in_progress, attempts
+
+    campaigns, in_progress, attempts = guarded(work)
+    return {"campaigns": {status: campaigns.get(status, 0) for status in rules.CAMPAIGN_STATUSES},
+            "in_progress": {status: in_progress.get(status, 0) for status in rules.CAMPAIGN_STATUSES},
+            "attempts": {outcome: attempts.get(outcome, 0) for outcome in rules.OUTCOMES}}

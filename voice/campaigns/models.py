@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from voice.fields import RESERVED_REQUEST_ID as REQUEST_ID_PREFIX
-from voice.store.db import UTCDateTime, db, utcnow
+from voice.store.db import UTCDateTime, db, insert, utcnow
 
 
 class Campaign(db.Model):
@@ -118,10 +118,7 @@ def add_costs(costs):
     """Add {(campaign id, currency): amount} to the campaigns' running costs, in the caller's transaction."""
     if not costs:
         return
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(Cost.__table__)
+    statement = insert(Cost.__table__)
     statement = statement.on_conflict_do_update(index_elements=["campaign_id", "currency"],
                                                 set_={"amount": Cost.__table__.c.amount + statement.excluded.amount})
     db.session.execute(statement, [{"campaign_id": campaign_id, "currency": currency, "amount": amount}

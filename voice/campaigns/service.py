@@ -191,25 +191,6 @@ def listing(owner=None, page=1):
     return [as_json(campaign) for campaign in campaigns]
 
 
-def account_figures():
-    """The figures /metrics shows of every campaign: campaigns by status, calls in progress by campaign status,
-    ended attempts by outcome (labels from fixed lists only)."""
-    def work():
-        campaigns = dict(db.session.execute(sa.select(Campaign.status, sa.func.count()).where(
-            Campaign.status != "importing").group_by(Campaign.status)).all())
-        in_progress = dict(db.session.execute(sa.select(Campaign.status, sa.func.count()).select_from(Attempt).join(
-            Campaign, Campaign.id == Attempt.campaign_id).where(Attempt.status.in_(rules.ATTEMPT_IN_PROGRESS))
-            .group_by(Campaign.status)).all())
-        attempts = dict(db.session.execute(sa.select(Attempt.outcome, sa.func.count()).where(
-            Attempt.status == "ended").group_by(Attempt.outcome)).all())
-        return campaigns, in_progress, attempts
-
-    campaigns, in_progress, attempts = guarded(work)
-    return {"campaigns": {status: campaigns.get(status, 0) for status in rules.CAMPAIGN_STATUSES},
-            "in_progress": {status: in_progress.get(status, 0) for status in rules.CAMPAIGN_STATUSES},
-            "attempts": {outcome: attempts.get(outcome, 0) for outcome in rules.OUTCOMES}}
-
-
 # --- changing --------------------------------------------------------------------------------------------------
 
 

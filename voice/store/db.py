@@ -165,6 +165,13 @@ def write_turn(app=None):
         yield
 
 
+def insert(table):
+    """An INSERT on `table` in the session's dialect, whose ON CONFLICT clauses both SQLite and PostgreSQL take."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return (postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite).insert(table)
+
+
 def guarded(work, write=False):
     """Run `work()` in the session and commit; database failures become StoreUnavailable.
 

@@ -9,9 +9,8 @@ campaign...), and queueing it again adds nothing. With no endpoint asking for a 
 import secrets
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
-from voice.store.db import db, utcnow
+from voice.store.db import db, insert, utcnow
 from voice.webhooks.models import Delivery, Endpoint, Event
 
 CALL_COMPLETED = "call.completed"
@@ -99,7 +98,6 @@ def _queue(kind, items):
 
 def _insert_new(rows):
     """Insert the events whose key is new (another transaction may have queued one meanwhile); their (id, key)."""
-    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = (dialect.insert(Event.__table__).on_conflict_do_nothing(index_elements=["dedup_key"])
+    statement = (insert(Event.__table__).on_conflict_do_nothing(index_elements=["dedup_key"])
                  .returning(Event.__table__.c.id, Event.__table__.c.ordering_key))
     return [tuple(row) for row in db.session.execute(statement, rows)]
