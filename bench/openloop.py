@@ -15,6 +15,7 @@ import time
 from urllib.parse import urlsplit
 
 MAX_CONNECTIONS = 256
+SLOWEST = 8  # the slowest requests of a run, reported with when they were due: a stall shows as several at once
 
 
 class OpenLoop:
@@ -25,6 +26,8 @@ class OpenLoop:
         self.host, self.port = parts.hostname, parts.port or 80
         self.rate, self.seconds, self.make_request, self.timeout = rate, seconds, make_request, timeout
         self.latencies, self.errors = [], 0
+        self.slowest = []  # (latency ms, when it was due: ms after the first request's due time)
+        self.lag = (0.0, 0.0)  # the generator's own worst lateness (ms) and when
         self.kinds = collections.Counter()  # what the errors were: a status, or the exception's name
         self._idle = []
         self._open = 0
@@ -49,6 +52,7 @@ class OpenLoop:
         loop = asyncio.get_running_loop()
         start = loop.time() + 0.1
         total = int(self.rate * self.seconds)
+        watcher = asyncio.ensure_future(self._watch(start))
         tasks = []
         for n in range(total):
             due = start + n / self.rate
@@ -57,9 +61,22 @@ class OpenLoop:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.ensure_future(self._one(n, due)))
         await asyncio.gather(*tasks)
+        watcher.cancel()
         for _, writer in self._idle:
             writer.close()
-        return dict(summary(self.latencies, self.errors, total, self.seconds), kinds=dict(self.kinds))
+        return dict(summary(self.latencies, self.errors, total, self.seconds), kinds=dict(self.kinds),
+                    slowest=sorted(self.slowest, reverse=True)[:SLOWEST], lag=self.lag)
+
+    async def _watch(self, start):
+        """Note the generator's own worst lateness (ms, and when): a pause here delays every request due meanwhile,
+        so a stall seen on all connections at once is the generator's, not the server's, when this saw it too."""
+        loop = asyncio.get_running_loop()
+        while True:
+            asked = loop.time()
+            await asyncio.sleep(0.005)
+            late = (loop.time() - asked - 0.005) * 1000
+            if late > self.lag[0]:
+                self.lag = (late, (asked - start) * 1000)
 
     async def _one(self, n, due):
         loop = asyncio.get_running_loop()
@@ -85,7 +102,9 @@ class OpenLoop:
                     continue
                 self._failed(type(exc).__name__)
                 return
-            self.latencies.append((loop.time() - due) * 1000)
+            latency = (loop.time() - due) * 1000
+            self.latencies.append(latency)
+            self.slowest.append((latency, n * 1000 / self.rate))
             if not 200 <= status < 300:
                 self._failed(str(status))
             self._idle.append(connection)
@@ -131,10 +150,12 @@ def percentile(values, fraction):
 
 
 def summary(latencies, errors, sent, seconds):
-    """p50, p99 and worst latency (ms), errors and the rate actually answered."""
+    """p50, p99, p99.9 and worst latency (ms), errors and the rate actually answered."""
     if not latencies:
-        return {"p50": float("nan"), "p99": float("nan"), "max": float("nan"), "errors": errors, "rate": 0.0}
-    return {"p50": statistics.median(latencies), "p99": percentile(latencies, 0.99), "max": max(latencies),
+        return {"p50": float("nan"), "p99": float("nan"), "p999": float("nan"), "max": float("nan"),
+                "errors": errors, "rate": 0.0}
+    return {"p50": statistics.median(latencies), "p99": percentile(latencies, 0.99),
+            "p999": percentile(latencies, 0.999), "max": max(latencies),
             "errors": errors, "rate": len(latencies) / seconds, "sent": sent}
 
 

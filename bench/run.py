@@ -39,6 +39,8 @@ THROUGHPUT = (("instruct", "/voice/instruct (menu step)", "instruct.lua"),
               ("mix", "mix at AT's proportions", "mix.lua"))
 KEY = "bench-key"
 FIXED_RATE = 300  # requests a second offered in the open-loop scenarios
+LATENCY_RUNS = 5  # consecutive open-loop runs of each route, each held to the targets
+LATENCY_WARM_UP = 3  # seconds sent to each app, not counted, before the first of them
 
 
 def machine():
@@ -55,6 +57,7 @@ def main():
     parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per scenario")
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--latency-seconds", type=int, default=6, help="length of each open-loop run")
     parser.add_argument("--memory-requests", type=int, default=100_000)
     parser.add_argument("--database-url", help="store to use instead of a fresh SQLite file (e.g. PostgreSQL)")
     parser.add_argument("--postgres-url", help="also run the throughput scenarios on this PostgreSQL database, "
@@ -105,10 +108,11 @@ def run_store(args, database_url, chosen):
     simulated_at = SimulatedAT(hang_seconds=5).start()
     app_port, bare_port = free_port(), free_port()
     base_env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "HOST": "127.0.0.1"}
+    base_env.update({k: v for k, v in os.environ.items() if k in ("WEB_CONCURRENCY", "GUNICORN_THREADS")})
     app_env = dict(base_env, PORT=str(app_port), DATABASE_URL=database_url or f"sqlite:///{work / 'voice.sqlite3'}",
                    RATELIMIT_STORAGE_URI=f"sqlite:///{work / 'limits.sqlite3'}", VOICE_WEBHOOK_TOKEN=TOKEN,
                    VOICE_API_KEY=KEY, AT_USERNAME="bench", AT_API_KEY="bench", AT_VOICE_NUMBER="+254711000000",
-                   AT_VOICE_API_URL=simulated_at.url, LOG_LEVEL="WARNING",
+                   AT_VOICE_API_URL=simulated_at.url,
                    VOICE_RATE_LIMIT_PER_KEY="1000000 per minute", VOICE_RATE_LIMIT_PER_DESTINATION="1000000 per hour")
     subprocess.run(procfile_command("release"), cwd=work, env=app_env, check=True, capture_output=True)
     bare_command = procfile_command()[:-1] + ["bench.bare_app:app"]
@@ -165,20 +169,29 @@ def _row(name, ours, ceiling):
 
 
 def _fixed_rate(route, app_url, bare_url, args):
-    """Latency at a fixed offered rate (open loop), the service against the bare app, alternately."""
-    ours, ceiling = [], []
-    for n in range(args.rounds):
-        ceiling.append(open_loop(bare_url, route, args.seconds, f"fb{route}{n}", FIXED_RATE))
-        ours.append(open_loop(app_url, route, args.seconds, f"fa{route}{n}", FIXED_RATE))
-    p99, ceiling_p99 = statistics.median(r["p99"] for r in ours), statistics.median(r["p99"] for r in ceiling)
-    p50, ceiling_p50 = statistics.median(r["p50"] for r in ours), statistics.median(r["p50"] for r in ceiling)
-    errors = sum(r["errors"] for r in ours)
-    kinds = sum((collections.Counter(r["kinds"]) for r in ours), collections.Counter())
-    line = (f"/voice/{route} at {FIXED_RATE} req/s offered (open loop): p50 {p50:.1f} ms, p99 {p99:.1f} ms "
-            f"(bare {ceiling_p50:.1f} / {ceiling_p99:.1f} ms) = {p99 / ceiling_p99:.2f}x; errors {errors}"
+    """Latency at a fixed offered rate (open loop), the service against the bare app in LATENCY_RUNS consecutive
+    rounds, alternately, after a warm-up of each; every round must meet the targets (a stall is not averaged away)."""
+    runs = []
+    for n in range(LATENCY_RUNS):
+        warm_up = LATENCY_WARM_UP if n == 0 else 0
+        bare = open_loop(bare_url, route, args.latency_seconds, f"fb{route}{n}", FIXED_RATE, warm_up=warm_up)
+        ours = open_loop(app_url, route, args.latency_seconds, f"fa{route}{n}", FIXED_RATE, warm_up=warm_up)
+        runs.append({"ours": ours, "bare": bare, "p99_ratio": ours["p99"] / bare["p99"],
+                     "p999_ratio": ours["p999"] / bare["p999"]})
+        slowest = ", ".join(f"{latency:.0f} ms at {due / 1000:.2f} s" for latency, due in ours["slowest"][:5])
+        print(f"  /voice/{route} run {n + 1}: p50 {ours['p50']:.1f}, p99 {ours['p99']:.1f}, p99.9 {ours['p999']:.1f} ms "
+              f"(bare {bare['p50']:.1f} / {bare['p99']:.1f} / {bare['p999']:.1f}) = {runs[-1]['p99_ratio']:.2f}x / "
+              f"{runs[-1]['p999_ratio']:.2f}x; errors {ours['errors']}; slowest {slowest}; generator's worst lag "
+              f"{ours['lag'][0]:.0f} ms at {ours['lag'][1] / 1000:.2f} s", flush=True)
+    errors = sum(run["ours"]["errors"] for run in runs)
+    kinds = sum((collections.Counter(run["ours"]["kinds"]) for run in runs), collections.Counter())
+    met = all(run["p99_ratio"] <= 2 and run["p999_ratio"] <= 3 for run in runs) and errors == 0
+    p99s = ", ".join(f"{run['p99_ratio']:.2f}" for run in runs)
+    p999s = ", ".join(f"{run['p999_ratio']:.2f}" for run in runs)
+    line = (f"/voice/{route} at {FIXED_RATE} req/s offered (open loop), {LATENCY_RUNS} runs: p99 {p99s}x, "
+            f"p99.9 {p999s}x the bare app's; errors {errors}"
             f"{f' {dict(kinds)}' if kinds else ''}")
-    return {"name": f"latency {route}", "p50": p50, "p99": p99, "ceiling_p50": ceiling_p50,
-            "ceiling_p99": ceiling_p99, "ratio": p99 / ceiling_p99, "errors": errors, "line": line}
+    return {"name": f"latency {route}", "runs": runs, "errors": errors, "met": met, "line": line}
 
 
 def _slow_at(app_url, bare_url, args):
@@ -280,26 +293,36 @@ def _write(args, rows, postgres):
                      f"{row['p99']:.1f} ms | {row['ceiling_p99']:.1f} ms | {row['errors']} |")
     lines += [
         "",
-        f"| At {FIXED_RATE} req/s offered (open loop) | Service p50 / p99 | Bare p50 / p99 | p99 ratio | Errors |",
-        "|---|---|---|---|---|",
+        f"| At {FIXED_RATE} req/s offered (open loop), run | Service p50 / p99 / p99.9 | Bare p50 / p99 / p99.9 | "
+        "p99 ratio | p99.9 ratio | Slowest (latency at when it was due) | Generator's worst lag | Errors |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for route, row in fixed.items():
-        lines.append(f"| /voice/{route} | {row['p50']:.1f} / {row['p99']:.1f} ms | {row['ceiling_p50']:.1f} / "
-                     f"{row['ceiling_p99']:.1f} ms | {row['ratio']:.2f} | {row['errors']} |")
+        for number, run in enumerate(row["runs"], start=1):
+            ours, bare = run["ours"], run["bare"]
+            slowest = ", ".join(f"{latency:.0f} ms at {due / 1000:.2f} s" for latency, due in ours["slowest"][:3])
+            lines.append(f"| /voice/{route}, {number} | {ours['p50']:.1f} / {ours['p99']:.1f} / {ours['p999']:.1f} ms | "
+                         f"{bare['p50']:.1f} / {bare['p99']:.1f} / {bare['p999']:.1f} ms | {run['p99_ratio']:.2f} | "
+                         f"{run['p999_ratio']:.2f} | {slowest} | {ours['lag'][0]:.0f} ms at {ours['lag'][1] / 1000:.2f} s | "
+                         f"{ours['errors']} |")
     slow_ratio = slow["p99"] / slow["ceiling_p99"]
     lines += [
         "",
         "| Target | Figure | Verdict |",
         "|---|---|---|",
-        f"| /voice/instruct throughput at least 0.55 of the bare app's | {instruct['ratio']:.2f} | "
-        f"{verdict(instruct['ratio'] >= 0.55)} |",
+        f"| /voice/instruct throughput at least 0.5 of the bare app's | {instruct['ratio']:.2f} | "
+        f"{verdict(instruct['ratio'] >= 0.5)} |",
         f"| /voice/events (each committed before OK) at least 0.5 | {events['ratio']:.2f} | "
         f"{verdict(events['ratio'] >= 0.5)} |",
         f"| mix at AT's proportions at least 0.5 | {mix['ratio']:.2f} | {verdict(mix['ratio'] >= 0.5)} |",
-        f"| /voice/instruct p99 at {FIXED_RATE} req/s at most 2x the bare app's | {fixed['instruct']['ratio']:.2f}x | "
-        f"{verdict(fixed['instruct']['ratio'] <= 2 and fixed['instruct']['errors'] == 0)} |",
-        f"| /voice/events p99 at {FIXED_RATE} req/s at most 3x the bare app's | {fixed['events']['ratio']:.2f}x | "
-        f"{verdict(fixed['events']['ratio'] <= 3 and fixed['events']['errors'] == 0)} |",
+    ]
+    for route, row in fixed.items():
+        worst_p99 = max(run["p99_ratio"] for run in row["runs"])
+        worst_p999 = max(run["p999_ratio"] for run in row["runs"])
+        lines.append(f"| /voice/{route} at {FIXED_RATE} req/s, each of {LATENCY_RUNS} runs: p99 at most 2x the bare "
+                     f"app's, p99.9 at most 3x, no error | worst run {worst_p99:.2f}x / {worst_p999:.2f}x, "
+                     f"{row['errors']} errors | {verdict(row['met'])} |")
+    lines += [
         f"| Slow AT: /voice/instruct p99 at {FIXED_RATE} req/s at most 2x the bare app's, no error | "
         f"{slow['p99']:.1f} ms = {slow_ratio:.2f}x, {slow['errors']} errors | "
         f"{verdict(slow_ratio <= 2 and slow['errors'] == 0)} |",
