@@ -6,7 +6,7 @@ import os
 from dotenv import load_dotenv
 from flask import Flask
 
-from voice import access, errors, fields, flows, jobs, logs, ops, ratelimit, routes, security, settings
+from voice import access, errors, fields, flows, logs, ops, ratelimit, routes, security, settings
 from voice import console
 from voice.at import client
 from voice.cli import voice_cli
@@ -43,7 +43,6 @@ def create_app(config=None):
     client.init_app(app)
     db.init_app(app)
     records.init_app(app)
-    jobs.init_app(app)
     ratelimit.init_app(app)
     errors.register(app)
     routes.init_app(app)

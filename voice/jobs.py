@@ -16,7 +16,8 @@ Campaigns run on three tasks:
 The same tick, in rounds of their own (one failing does not stop the others), hands ended calls to
 what follows them (voice/after_calls.py), and queues the webhook deliveries (`webhooks.deliver`)
 and the recording downloads (`recordings.fetch`) that are due; housekeeping gives up on what has
-failed for too long.
+failed for too long. On SQLite, its last round copies the database's log (WAL) into the database file
+and syncs it, away from the callbacks' write turn (voice.store.db.checkpoint).
 The truth is in the tables, never in the queue: a task lost with its worker costs a delay, not
 a call, a delivery or a recording.
 """
@@ -30,7 +31,7 @@ from huey import PostgresHuey, RedisHuey, SqliteHuey, crontab
 from huey.consumer import Consumer
 from huey.storage import PostgresStorage
 
-from voice.store.db import db
+from voice.store.db import checkpoint, db
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class Jobs:
                 _round("handing ended calls over", after_calls.handle)
                 deliveries = _round("claiming webhook deliveries", delivery.due) or ()
                 downloads = _round("claiming recording downloads", archive.due) or ()
+                _round("copying SQLite's log into the database", checkpoint)
         finally:
             self.huey.delete(LEASE)
             self.tick()
@@ -200,15 +202,11 @@ def _round(what, work):
         return None
 
 
-def init_app(app):
-    """The app's Jobs, made when first asked for (the web workers never touch the queue)."""
-    app.extensions["voice_jobs_factory"] = lambda: Jobs(app)
-
-
 def jobs_of(app):
-    """The app's Jobs."""
+    """The app's Jobs, made when first asked for: only the worker and the CLI use the queue, so the web workers
+    never import huey and the storages it brings (redis, psycopg: about 25 MB a worker)."""
     if "voice_jobs" not in app.extensions:
-        app.extensions["voice_jobs"] = app.extensions["voice_jobs_factory"]()
+        app.extensions["voice_jobs"] = Jobs(app)
     return app.extensions["voice_jobs"]
 
 
