@@ -13,6 +13,11 @@ FIXED_RATE = 300  # requests a second offered in the open-loop scenarios
 LATENCY_RUNS = 5  # consecutive open-loop runs of each route, each held to the targets
 
 
+def at_when(moments):
+    """Open-loop moments, each (ms, ms after the run's start), as `12 ms at 3.20 s, ...`."""
+    return ", ".join(f"{ms:.0f} ms at {after / 1000:.2f} s" for ms, after in moments)
+
+
 def machine():
     cpu = "unknown CPU"
     try:
@@ -61,10 +66,9 @@ def write(args, rows, postgres):
     for route, row in fixed.items():
         for number, run in enumerate(row["runs"], start=1):
             ours, bare = run["ours"], run["bare"]
-            slowest = ", ".join(f"{latency:.0f} ms at {due / 1000:.2f} s" for latency, due in ours["slowest"][:3])
             lines.append(f"| /voice/{route}, {number} | {ours['p50']:.1f} / {ours['p99']:.1f} / {ours['p999']:.1f} ms | "
                          f"{bare['p50']:.1f} / {bare['p99']:.1f} / {bare['p999']:.1f} ms | {run['p99_ratio']:.2f} | "
-                         f"{run['p999_ratio']:.2f} | {slowest} | {ours['lag'][0]:.0f} ms at {ours['lag'][1] / 1000:.2f} s | "
+                         f"{run['p999_ratio']:.2f} | {at_when(ours['slowest'][:3])} | {at_when([ours['lag']])} | "
                          f"{ours['errors']} |")
     slow_ratio = slow["p99"] / slow["ceiling_p99"]
     lines += [

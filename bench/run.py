@@ -25,7 +25,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import FIXED_RATE, LATENCY_RUNS, THROUGHPUT, write  # noqa: E402
+from bench.report import FIXED_RATE, LATENCY_RUNS, THROUGHPUT, at_when, write  # noqa: E402
 from bench.serving import TOKEN, open_loop, start, stop, wait_post, workers_rss, wrk  # noqa: E402
 from tests.gunicorn_helpers import free_port, procfile_command, wait_until_up  # noqa: E402
 from voice.at.simulated import SimulatedAT  # noqa: E402
@@ -166,11 +166,10 @@ def _fixed_rate(route, app_url, bare_url, args):
         ours = open_loop(app_url, route, args.latency_seconds, f"fa{route}{n}", FIXED_RATE, warm_up=warm_up)
         runs.append({"ours": ours, "bare": bare, "p99_ratio": ours["p99"] / bare["p99"],
                      "p999_ratio": ours["p999"] / bare["p999"]})
-        slowest = ", ".join(f"{latency:.0f} ms at {due / 1000:.2f} s" for latency, due in ours["slowest"][:5])
         print(f"  /voice/{route} run {n + 1}: p50 {ours['p50']:.1f}, p99 {ours['p99']:.1f}, p99.9 {ours['p999']:.1f} ms "
               f"(bare {bare['p50']:.1f} / {bare['p99']:.1f} / {bare['p999']:.1f}) = {runs[-1]['p99_ratio']:.2f}x / "
-              f"{runs[-1]['p999_ratio']:.2f}x; errors {ours['errors']}; slowest {slowest}; generator's worst lag "
-              f"{ours['lag'][0]:.0f} ms at {ours['lag'][1] / 1000:.2f} s", flush=True)
+              f"{runs[-1]['p999_ratio']:.2f}x; errors {ours['errors']}; slowest {at_when(ours['slowest'][:5])}; "
+              f"generator's worst lag {at_when([ours['lag']])}", flush=True)
     errors = sum(run["ours"]["errors"] for run in runs)
     kinds = sum((collections.Counter(run["ours"]["kinds"]) for run in runs), collections.Counter())
     met = all(run["p99_ratio"] <= 2 and run["p999_ratio"] <= 3 for run in runs) and errors == 0
